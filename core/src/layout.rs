@@ -1,0 +1,47 @@
+//! The layout of a games folder on disk, in one place.
+//!
+//! ```text
+//! <games>/<id>/              one game
+//! <games>/<id>/version.ini   written last: the payload is complete, and its version
+//! <games>/<id>/local/        the installed game: played, so changed, never served
+//! <games>/<id>/<anything>    the payload: what peers download
+//! <games>/.lanspread*        lanspread's own staging and temporary folders
+//! <games>/<id>/.lanspread*   lanspread's own temporary files inside a game
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::GameId;
+use crate::version::VERSION_INI;
+
+/// The folder inside a game's folder that holds the installed game.
+pub const LOCAL_DIR: &str = "local";
+
+/// Prefix of every file or folder lanspread creates for its own bookkeeping
+/// (staging, partial files, temporary unpack folders).
+pub const INTERNAL_PREFIX: &str = ".lanspread";
+
+/// Whether a name is one of lanspread's own temporary files or folders.
+pub fn is_internal_name(name: &str) -> bool {
+    name.starts_with(INTERNAL_PREFIX)
+}
+
+/// Whether a top-level entry of a game folder belongs to the payload.
+pub fn is_payload_entry(name: &str) -> bool {
+    name != LOCAL_DIR && name != VERSION_INI && !is_internal_name(name)
+}
+
+/// `<games>/<id>`.
+pub fn game_dir(games_dir: &Path, id: &GameId) -> PathBuf {
+    games_dir.join(id.as_str())
+}
+
+/// `<games>/<id>/local`.
+pub fn local_dir(games_dir: &Path, id: &GameId) -> PathBuf {
+    game_dir(games_dir, id).join(LOCAL_DIR)
+}
+
+/// `<games>/<id>/version.ini`.
+pub fn version_ini_path(games_dir: &Path, id: &GameId) -> PathBuf {
+    game_dir(games_dir, id).join(VERSION_INI)
+}

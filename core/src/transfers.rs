@@ -1,0 +1,484 @@
+//! The transfer guard registry: reader-writer coordination between outbound
+//! transfers (readers) and local mutations of a game (writers).
+//!
+//! - A reader (one upload of one game to one peer) holds a [`TransferGuard`]
+//!   for as long as it may touch the game's files. The guard is registered
+//!   *before* the serve path checks eligibility, so a writer that starts
+//!   between that check and the first byte still sees the reader.
+//! - Registering is refused while an operation is active on the game: a new
+//!   reader never starts under a writer.
+//! - A writer calls [`OutboundTransfers::begin_operation`]: the game is marked
+//!   active (and so left out of the library snapshots peers see), every live
+//!   reader's token is cancelled, and the call waits until the game's count
+//!   of live readers is zero. Only then may the writer touch the disk. The
+//!   returned [`OperationGuard`] ends the operation when dropped.
+//! - Every change publishes a [`TransfersSnapshot`] on a watch channel: the
+//!   GUI shows the counts live, and writers wait on it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::GameId;
+
+/// What the registry publishes after every change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransfersSnapshot {
+    /// Live outbound transfers per game; games with none are absent.
+    pub outbound: BTreeMap<GameId, usize>,
+    /// Games with a local operation (update, remove, …) in progress.
+    pub active: BTreeSet<GameId>,
+}
+
+impl TransfersSnapshot {
+    pub fn outbound_count(&self, game: &GameId) -> usize {
+        self.outbound.get(game).copied().unwrap_or(0)
+    }
+
+    pub fn is_active(&self, game: &GameId) -> bool {
+        self.active.contains(game)
+    }
+}
+
+/// Why a reader or a writer could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("{0} is being updated or removed on this PC; try again when it is done")]
+    OperationActive(GameId),
+}
+
+/// Identifies one live transfer, for logs and for unregistering.
+pub type TransferId = u64;
+
+#[derive(Debug, Default)]
+struct GameTransfers {
+    live: HashMap<TransferId, CancellationToken>,
+    active: bool,
+}
+
+/// Registry state. The mutex protects `games` only; it is never held across
+/// an `.await`, and every mutation republishes the snapshot before the lock
+/// is released, so the published counts never lag behind the registry.
+#[derive(Debug, Default)]
+struct Registry {
+    games: HashMap<GameId, GameTransfers>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    registry: Mutex<Registry>,
+    published: watch::Sender<TransfersSnapshot>,
+    next_id: AtomicU64,
+}
+
+/// Per-game live outbound transfers and active operations. Cheap to clone;
+/// clones share one registry.
+#[derive(Debug, Clone)]
+pub struct OutboundTransfers {
+    shared: Arc<Shared>,
+}
+
+impl Default for OutboundTransfers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OutboundTransfers {
+    pub fn new() -> Self {
+        let (published, _) = watch::channel(TransfersSnapshot::default());
+        Self {
+            shared: Arc::new(Shared {
+                registry: Mutex::new(Registry::default()),
+                published,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves the registry consistent
+        // (every mutation is a single insert/remove), so poisoning is ignored.
+        self.shared
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish(&self, registry: &Registry) {
+        let mut snapshot = TransfersSnapshot::default();
+        for (game, state) in &registry.games {
+            if !state.live.is_empty() {
+                snapshot.outbound.insert(game.clone(), state.live.len());
+            }
+            if state.active {
+                snapshot.active.insert(game.clone());
+            }
+        }
+        self.shared.published.send_if_modified(|current| {
+            if *current == snapshot {
+                false
+            } else {
+                *current = snapshot;
+                true
+            }
+        });
+    }
+
+    /// Registers a reader of `game`. Call this *before* checking whether the
+    /// game may be served. Refused while an operation is active on the game.
+    pub fn register(&self, game: &GameId) -> Result<TransferGuard, TransferError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let mut registry = self.lock();
+        let state = registry.games.entry(game.clone()).or_default();
+        if state.active {
+            return Err(TransferError::OperationActive(game.clone()));
+        }
+        state.live.insert(id, token.clone());
+        self.publish(&registry);
+        drop(registry);
+        Ok(TransferGuard {
+            transfers: self.clone(),
+            game: game.clone(),
+            id,
+            token,
+        })
+    }
+
+    fn unregister(&self, game: &GameId, id: TransferId) {
+        let mut registry = self.lock();
+        if let Some(state) = registry.games.get_mut(game) {
+            state.live.remove(&id);
+            if state.live.is_empty() && !state.active {
+                registry.games.remove(game);
+            }
+        }
+        self.publish(&registry);
+    }
+
+    /// Starts a local operation on `game`: marks it active, cancels every
+    /// live reader, and resolves once none is left. Only one operation per
+    /// game at a time; a second one is refused rather than queued.
+    ///
+    /// If the returned future is dropped before it resolves, the operation
+    /// ends with it (the game is no longer active).
+    pub async fn begin_operation(&self, game: &GameId) -> Result<OperationGuard, TransferError> {
+        let mut updates = self.shared.published.subscribe();
+        {
+            let mut registry = self.lock();
+            let state = registry.games.entry(game.clone()).or_default();
+            if state.active {
+                return Err(TransferError::OperationActive(game.clone()));
+            }
+            state.active = true;
+            for token in state.live.values() {
+                token.cancel();
+            }
+            self.publish(&registry);
+        }
+        // From here on, dropping `guard` ends the operation.
+        let guard = OperationGuard {
+            transfers: self.clone(),
+            game: game.clone(),
+        };
+        let game_id = game.clone();
+        // The sender lives as long as `self`, so this only ends when the
+        // count is zero.
+        let _ = updates
+            .wait_for(|snapshot| snapshot.outbound_count(&game_id) == 0)
+            .await;
+        Ok(guard)
+    }
+
+    fn end_operation(&self, game: &GameId) {
+        let mut registry = self.lock();
+        if let Some(state) = registry.games.get_mut(game) {
+            state.active = false;
+            if state.live.is_empty() {
+                registry.games.remove(game);
+            }
+        }
+        self.publish(&registry);
+    }
+
+    /// Cancels every live reader of `game` without starting an operation:
+    /// used when a newer catalog makes a payload ineligible.
+    pub fn cancel_transfers(&self, game: &GameId) -> usize {
+        let registry = self.lock();
+        registry.games.get(game).map_or(0, |state| {
+            for token in state.live.values() {
+                token.cancel();
+            }
+            state.live.len()
+        })
+    }
+
+    /// The state right now.
+    pub fn snapshot(&self) -> TransfersSnapshot {
+        self.shared.published.borrow().clone()
+    }
+
+    /// Games with an operation in progress right now.
+    pub fn active_games(&self) -> BTreeSet<GameId> {
+        self.snapshot().active
+    }
+
+    /// A receiver that sees every change (the GUI and the status command).
+    pub fn subscribe(&self) -> watch::Receiver<TransfersSnapshot> {
+        self.shared.published.subscribe()
+    }
+}
+
+/// One live outbound transfer. Registered on creation, unregistered on drop.
+/// Every await of the transfer must race [`TransferGuard::cancelled`].
+#[derive(Debug)]
+pub struct TransferGuard {
+    transfers: OutboundTransfers,
+    game: GameId,
+    id: TransferId,
+    token: CancellationToken,
+}
+
+impl TransferGuard {
+    pub fn game(&self) -> &GameId {
+        &self.game
+    }
+
+    pub fn id(&self) -> TransferId {
+        self.id
+    }
+
+    /// Cancelled when an operation starts on the game (or the catalog makes
+    /// it ineligible). Race every await against this.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves when the transfer must stop.
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+}
+
+impl Drop for TransferGuard {
+    fn drop(&mut self) {
+        self.transfers.unregister(&self.game, self.id);
+    }
+}
+
+/// A local operation in progress on one game; ends when dropped.
+#[derive(Debug)]
+pub struct OperationGuard {
+    transfers: OutboundTransfers,
+    game: GameId,
+}
+
+impl OperationGuard {
+    pub fn game(&self) -> &GameId {
+        &self.game
+    }
+}
+
+impl Drop for OperationGuard {
+    fn drop(&mut self) {
+        self.transfers.end_operation(&self.game);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::time::Duration;
+
+    fn game(id: &str) -> GameId {
+        GameId::parse(id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn counts_follow_guards_and_are_published() {
+        let transfers = OutboundTransfers::new();
+        let mut rx = transfers.subscribe();
+        let ut = game("ut2004");
+        let a = transfers.register(&ut).unwrap();
+        let b = transfers.register(&ut).unwrap();
+        let c = transfers.register(&game("cs16")).unwrap();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().outbound_count(&ut), 2);
+        drop(a);
+        assert_eq!(rx.borrow_and_update().outbound_count(&ut), 1);
+        drop(b);
+        drop(c);
+        assert_eq!(*rx.borrow_and_update(), TransfersSnapshot::default());
+    }
+
+    #[tokio::test]
+    async fn operation_waits_for_zero_and_refuses_new_readers() {
+        let transfers = OutboundTransfers::new();
+        let ut = game("ut2004");
+        let reader = transfers.register(&ut).unwrap();
+        let op = tokio::spawn({
+            let transfers = transfers.clone();
+            let ut = ut.clone();
+            async move { transfers.begin_operation(&ut).await }
+        });
+        // The reader is told to stop...
+        tokio::time::timeout(Duration::from_secs(1), reader.cancelled())
+            .await
+            .unwrap();
+        // ...the operation has not proceeded while the reader lives...
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!op.is_finished());
+        // ...and new readers are refused.
+        assert_eq!(
+            transfers.register(&ut).unwrap_err(),
+            TransferError::OperationActive(ut.clone())
+        );
+        assert!(transfers.snapshot().is_active(&ut));
+        drop(reader);
+        let guard = op.await.unwrap().unwrap();
+        assert_eq!(transfers.snapshot().outbound_count(&ut), 0);
+        // A second operation on the same game is refused, not queued.
+        assert!(transfers.begin_operation(&ut).await.is_err());
+        drop(guard);
+        assert!(!transfers.snapshot().is_active(&ut));
+        assert!(transfers.register(&ut).is_ok());
+    }
+
+    #[tokio::test]
+    async fn other_games_are_untouched_by_an_operation() {
+        let transfers = OutboundTransfers::new();
+        let cs = transfers.register(&game("cs16")).unwrap();
+        let _op = transfers.begin_operation(&game("ut2004")).await.unwrap();
+        assert!(!cs.is_cancelled());
+        assert!(transfers.register(&game("cs16")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn dropping_a_pending_operation_ends_it() {
+        let transfers = OutboundTransfers::new();
+        let ut = game("ut2004");
+        let reader = transfers.register(&ut).unwrap();
+        let pending = transfers.begin_operation(&ut);
+        let timed_out = tokio::time::timeout(Duration::from_millis(20), pending).await;
+        assert!(timed_out.is_err());
+        assert!(!transfers.snapshot().is_active(&ut));
+        drop(reader);
+        assert!(transfers.register(&ut).is_ok());
+    }
+
+    /// A reader blocked on something that never completes (a peer that
+    /// stopped reading) is woken by the operation's cancellation.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancellation_wakes_a_blocked_reader() {
+        let transfers = OutboundTransfers::new();
+        let ut = game("ut2004");
+        let (_never_tx, mut never_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let reader = tokio::spawn({
+            let transfers = transfers.clone();
+            let ut = ut.clone();
+            async move {
+                let guard = transfers.register(&ut).unwrap();
+                tokio::select! {
+                    biased;
+                    _ = guard.cancelled() => "cancelled",
+                    _ = never_rx.recv() => "received",
+                }
+            }
+        });
+        while transfers.snapshot().outbound_count(&ut) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let _op = tokio::time::timeout(Duration::from_secs(1), transfers.begin_operation(&ut))
+            .await
+            .expect("operation proceeds within a second")
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(reader.await.unwrap(), "cancelled");
+    }
+
+    /// Many readers race one writer on a multi-threaded runtime. Each reader
+    /// registers, checks eligibility (the game is not active), then marks
+    /// itself "serving" until it finishes or is cancelled. The writer must
+    /// never proceed while any reader that passed the check is still live.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writer_never_overlaps_a_reader_past_the_check() {
+        for round in 0..50 {
+            let transfers = OutboundTransfers::new();
+            let ut = game("ut2004");
+            let serving = Arc::new(AtomicUsize::new(0));
+            let violated = Arc::new(AtomicBool::new(false));
+            let writing = Arc::new(AtomicBool::new(false));
+            let mut tasks = tokio::task::JoinSet::new();
+            for reader in 0..32u64 {
+                let transfers = transfers.clone();
+                let ut = ut.clone();
+                let serving = serving.clone();
+                let violated = violated.clone();
+                let writing = writing.clone();
+                tasks.spawn(async move {
+                    // Spread the readers out around the writer.
+                    for _ in 0..(reader + round) % 7 {
+                        tokio::task::yield_now().await;
+                    }
+                    let Ok(guard) = transfers.register(&ut) else {
+                        return;
+                    };
+                    // Eligibility check: reads the published state.
+                    if transfers.snapshot().is_active(&ut) {
+                        return;
+                    }
+                    serving.fetch_add(1, Ordering::SeqCst);
+                    if writing.load(Ordering::SeqCst) {
+                        violated.store(true, Ordering::SeqCst);
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = guard.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(reader % 5)) => {}
+                    }
+                    if writing.load(Ordering::SeqCst) {
+                        violated.store(true, Ordering::SeqCst);
+                    }
+                    serving.fetch_sub(1, Ordering::SeqCst);
+                    drop(guard);
+                });
+            }
+            let writer = {
+                let transfers = transfers.clone();
+                let serving = serving.clone();
+                let violated = violated.clone();
+                let writing = writing.clone();
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    let op = transfers.begin_operation(&ut).await.unwrap();
+                    writing.store(true, Ordering::SeqCst);
+                    if serving.load(Ordering::SeqCst) != 0 {
+                        violated.store(true, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if serving.load(Ordering::SeqCst) != 0 {
+                        violated.store(true, Ordering::SeqCst);
+                    }
+                    writing.store(false, Ordering::SeqCst);
+                    drop(op);
+                })
+            };
+            writer.await.unwrap();
+            while let Some(result) = tasks.join_next().await {
+                result.unwrap();
+            }
+            assert!(!violated.load(Ordering::SeqCst), "overlap in round {round}");
+            assert_eq!(transfers.snapshot(), TransfersSnapshot::default());
+        }
+    }
+}
