@@ -1,1 +1,61 @@
-fn main(){}
+//! lanspread: the executable. With no subcommand it opens the window; the
+//! subcommands run the same code headless, for servers and scripts.
+//!
+//! Argument parsing lives here; each subcommand is a file under `cli/`, each
+//! screen a file under `gui/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+mod context;
+mod gui;
+
+/// Spread games across a LAN party: one library of every PC's games,
+/// downloads from every PC that has the right version at once.
+#[derive(Debug, Parser)]
+#[command(name = "lanspread", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Use this catalog instead of the embedded one (an organiser's newer catalog).
+    #[arg(long, global = true, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+    /// The data folder (settings, caches, journals). Default: beside the
+    /// executable when a `portable` file is there, else the platform's data folder.
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the catalog: every game lanspread knows and its right version.
+    Catalog(cli::catalog::CatalogArgs),
+    /// Show what a games folder holds, one row per folder.
+    Library(cli::library::LibraryArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        None => gui::run(&cli.global),
+        Some(Command::Catalog(args)) => cli::catalog::run(&cli.global, &args),
+        Some(Command::Library(args)) => cli::library::run(&cli.global, &args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lanspread: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

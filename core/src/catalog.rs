@@ -290,7 +290,11 @@ mod tests {
             assert!(catalog.get_str(id).is_some(), "{id} missing");
         }
         for entry in catalog.entries() {
-            assert!(!entry.description.trim().is_empty(), "{} lacks a description", entry.id);
+            assert!(
+                !entry.description.trim().is_empty(),
+                "{} lacks a description",
+                entry.id
+            );
             assert!(entry.approx_size_mib > 0, "{} has no size", entry.id);
         }
     }
@@ -339,7 +343,10 @@ mod tests {
 
     #[test]
     fn syntax_error_names_file_line_and_problem() {
-        let broken = ONE.replace("max_players: 2,\n            approx_size_mib: 1,\n        ),\n        (", "max_players: two,\n            approx_size_mib: 1,\n        ),\n        (");
+        let broken = ONE.replace(
+            "max_players: 2,\n            approx_size_mib: 1,\n        ),\n        (",
+            "max_players: two,\n            approx_size_mib: 1,\n        ),\n        (",
+        );
         let err = GameCatalog::parse(&broken, "party.ron").unwrap_err();
         match err {
             CatalogError::Parse { file, line, .. } => {
@@ -368,6 +375,9 @@ mod tests {
         let (catalog, err) = GameCatalog::load_or_embedded(Some(&path));
         assert!(err.is_none());
         assert_eq!(catalog.len(), 2);
-        assert_ne!(catalog.fingerprint(), GameCatalog::embedded().unwrap().fingerprint());
+        assert_ne!(
+            catalog.fingerprint(),
+            GameCatalog::embedded().unwrap().fingerprint()
+        );
     }
 }

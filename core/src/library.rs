@@ -122,7 +122,10 @@ pub fn scan_game(games_dir: &Path, id: &GameId, catalog: &GameCatalog) -> LocalG
 
 fn scan_folder(dir: &Path, folder: &str, catalog: &GameCatalog) -> LocalGame {
     let id = GameId::parse(folder).ok();
-    let catalog_version = id.as_ref().and_then(|id| catalog.expected_version(id)).cloned();
+    let catalog_version = id
+        .as_ref()
+        .and_then(|id| catalog.expected_version(id))
+        .cloned();
     let installed = dir.join(LOCAL_DIR).is_dir();
     let mut problem = None;
     let local_version = match read_version_ini(&dir.join(VERSION_INI)) {
@@ -158,10 +161,14 @@ pub fn read_version_ini(path: &Path) -> Result<Option<GameVersion>, String> {
         Err(err) => return Err(format!("cannot read version.ini: {err}")),
     };
     if meta.len() > MAX_VERSION_INI_BYTES as u64 {
-        return Err(format!("version.ini is larger than {MAX_VERSION_INI_BYTES} bytes"));
+        return Err(format!(
+            "version.ini is larger than {MAX_VERSION_INI_BYTES} bytes"
+        ));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read version.ini: {e}"))?;
-    parse_version_ini(&bytes).map(Some).map_err(|e| e.to_string())
+    parse_version_ini(&bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn has_payload_files(dir: &Path) -> bool {
@@ -244,7 +251,9 @@ pub fn check_shareable(
     let expected = catalog
         .expected_version(id)
         .ok_or_else(|| NotShareable::NotInCatalog(id.to_string()))?;
-    let local = read_version_ini(&layout::version_ini_path(games_dir, id)).ok().flatten();
+    let local = read_version_ini(&layout::version_ini_path(games_dir, id))
+        .ok()
+        .flatten();
     match local {
         Some(version) if &version == expected => Ok(version),
         local => Err(NotShareable::WrongVersion {
@@ -297,7 +306,16 @@ mod tests {
         let folders: Vec<&str> = scan.games.iter().map(|g| g.folder.as_str()).collect();
         assert_eq!(
             folders,
-            ["Some Folder", "aoe2", "cs16", "my-mod", "q3a", "sc1", "ut2004", "wc3"]
+            [
+                "Some Folder",
+                "aoe2",
+                "cs16",
+                "my-mod",
+                "q3a",
+                "sc1",
+                "ut2004",
+                "wc3"
+            ]
         );
         let by = |f: &str| scan.games.iter().find(|g| g.folder == f).unwrap();
 
@@ -306,7 +324,10 @@ mod tests {
         assert_eq!(scan.state_of(&id("ut2004")), GameState::Downloaded);
 
         assert_eq!(by("cs16").payload, PayloadState::Outdated);
-        assert_eq!(by("cs16").local_version.as_ref().unwrap().as_str(), "19990101");
+        assert_eq!(
+            by("cs16").local_version.as_ref().unwrap().as_str(),
+            "19990101"
+        );
         assert!(!by("cs16").shareable());
         assert_eq!(scan.state_of(&id("cs16")), GameState::UpdateAvailable);
 
@@ -358,7 +379,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let ids = |s: &LibraryScan| -> Vec<String> {
-            s.shared_games(&transfers).into_iter().map(|g| g.id.to_string()).collect()
+            s.shared_games(&transfers)
+                .into_iter()
+                .map(|g| g.id.to_string())
+                .collect()
         };
         assert_eq!(ids(&scan), ["cs16"]);
         drop(reader);

@@ -330,7 +330,8 @@ pub fn hash_file(
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let chunk_len = usize::try_from(chunk_len_bytes).map_err(|_| ManifestError::BadChunkLen(chunk_len_bytes))?;
+    let chunk_len = usize::try_from(chunk_len_bytes)
+        .map_err(|_| ManifestError::BadChunkLen(chunk_len_bytes))?;
     let mut buffer = vec![0u8; chunk_len];
     let mut whole = blake3::Hasher::new();
     let mut chunks = Vec::new();
@@ -417,7 +418,9 @@ mod tests {
         let game_dir = tmp.path().join("games/ut2004");
         std::fs::create_dir_all(game_dir.join("Maps")).unwrap();
         std::fs::create_dir_all(game_dir.join("local/System")).unwrap();
-        let big: Vec<u8> = (0..(CHUNK_LEN_BYTES * 2 + 77)).map(|i| (i * 31 % 251) as u8).collect();
+        let big: Vec<u8> = (0..(CHUNK_LEN_BYTES * 2 + 77))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         std::fs::write(game_dir.join("Maps/DM-Deck.ut2"), &big).unwrap();
         std::fs::write(game_dir.join("setup.zip"), b"zip bytes").unwrap();
         std::fs::write(game_dir.join("empty.txt"), b"").unwrap();
@@ -464,7 +467,12 @@ mod tests {
         let path = dir.join("setup.zip");
         std::fs::write(&path, b"ZIP BYTES").unwrap();
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
         let third = build_manifest(&dir, &id, &version, &store).unwrap();
         assert_eq!(third.hashed_bytes, 9);
         assert_ne!(third.manifest.digest(), first.manifest.digest());
@@ -477,13 +485,18 @@ mod tests {
         std::fs::write(tmp.path().join("secret"), b"x").unwrap();
         std::os::unix::fs::symlink(tmp.path().join("secret"), dir.join("Maps/link")).unwrap();
         let err = build_manifest(&dir, &id, &version, &store).unwrap_err();
-        assert!(matches!(err, ManifestError::Path(PathError::SymlinkEscape(_))), "{err}");
+        assert!(
+            matches!(err, ManifestError::Path(PathError::SymlinkEscape(_))),
+            "{err}"
+        );
     }
 
     #[test]
     fn validate_rejects_what_a_hostile_peer_could_send() {
         let (_tmp, store, dir, id, version) = setup();
-        let good = build_manifest(&dir, &id, &version, &store).unwrap().manifest;
+        let good = build_manifest(&dir, &id, &version, &store)
+            .unwrap()
+            .manifest;
 
         let mut m = good.clone();
         m.files.swap(0, 1);
@@ -491,7 +504,10 @@ mod tests {
 
         let mut m = good.clone();
         m.files[0].chunks.pop();
-        assert!(matches!(m.validate(), Err(ManifestError::ChunkCount { .. })));
+        assert!(matches!(
+            m.validate(),
+            Err(ManifestError::ChunkCount { .. })
+        ));
 
         let mut m = good.clone();
         m.chunk_len_bytes = 1;
@@ -505,19 +521,28 @@ mod tests {
         let mut clash = m.files[1].clone();
         clash.path = paths::validate_relative_path("Maps").unwrap();
         m.files.insert(0, clash);
-        assert!(matches!(m.validate(), Err(ManifestError::FileFolderClash { .. })));
+        assert!(matches!(
+            m.validate(),
+            Err(ManifestError::FileFolderClash { .. })
+        ));
 
         let mut m = good.clone();
         let mut local = m.files[1].clone();
         local.path = paths::validate_relative_path("local/x").unwrap();
         m.files.push(local);
         m.files.sort_by(|a, b| a.path.cmp(&b.path));
-        assert!(matches!(m.validate(), Err(ManifestError::NotPayload { .. })));
+        assert!(matches!(
+            m.validate(),
+            Err(ManifestError::NotPayload { .. })
+        ));
 
         // A path that escapes never even deserializes.
         let mut bytes = postcard::to_allocvec(&good).unwrap();
         let needle = b"setup.zip";
-        let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap();
         bytes[at..at + 9].copy_from_slice(b"../../etc");
         assert!(postcard::from_bytes::<Manifest>(&bytes).is_err());
     }

@@ -249,21 +249,28 @@ mod tests {
 
     #[test]
     fn refuses_every_escape() {
-        let cases: &[(&str, fn(&PathError) -> bool)] = &[
+        type Expect = fn(&PathError) -> bool;
+        let cases: &[(&str, Expect)] = &[
             ("", |e| matches!(e, PathError::Empty)),
             ("../evil", |e| matches!(e, PathError::DotComponent(_))),
             ("a/../../evil", |e| matches!(e, PathError::DotComponent(_))),
             ("a/./b", |e| matches!(e, PathError::DotComponent(_))),
             ("/etc/passwd", |e| matches!(e, PathError::Absolute(_))),
-            ("C:/Windows/win.ini", |e| matches!(e, PathError::DrivePrefix(_))),
+            ("C:/Windows/win.ini", |e| {
+                matches!(e, PathError::DrivePrefix(_))
+            }),
             ("c:evil", |e| matches!(e, PathError::DrivePrefix(_))),
             ("a\\..\\b", |e| matches!(e, PathError::Backslash(_))),
-            ("\\\\server\\share", |e| matches!(e, PathError::Backslash(_))),
+            ("\\\\server\\share", |e| {
+                matches!(e, PathError::Backslash(_))
+            }),
             ("a//b", |e| matches!(e, PathError::EmptyComponent(_))),
             ("a/", |e| matches!(e, PathError::EmptyComponent(_))),
             ("a\0b", |e| matches!(e, PathError::Nul(_))),
             ("con", |e| matches!(e, PathError::NotPortable { .. })),
-            ("maps/NUL.txt", |e| matches!(e, PathError::NotPortable { .. })),
+            ("maps/NUL.txt", |e| {
+                matches!(e, PathError::NotPortable { .. })
+            }),
             ("trailing.", |e| matches!(e, PathError::NotPortable { .. })),
             ("what?", |e| matches!(e, PathError::NotPortable { .. })),
         ];

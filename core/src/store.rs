@@ -44,7 +44,10 @@ pub enum StoreError {
     #[error("store: {0}")]
     Db(#[from] heed::Error),
     #[error("store: a {table} record is damaged: {message}")]
-    Corrupt { table: &'static str, message: String },
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
 }
 
 /// The user's settings, saved in the store.
@@ -191,7 +194,8 @@ impl Store {
                 message: e.to_string(),
             })?;
         let mut wtxn = self.env.write_txn()?;
-        self.settings.put(&mut wtxn, SETTINGS_KEY, text.as_bytes())?;
+        self.settings
+            .put(&mut wtxn, SETTINGS_KEY, text.as_bytes())?;
         wtxn.commit()?;
         Ok(())
     }

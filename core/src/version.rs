@@ -101,7 +101,10 @@ pub fn parse_version_ini(bytes: &[u8]) -> Result<GameVersion, VersionIniError> {
     let mut bare: Option<String> = None;
     for line in text.split(['\n', '\r']) {
         let line = line.trim();
-        if line.is_empty() || line.starts_with(';') || line.starts_with('#') || line.starts_with('[')
+        if line.is_empty()
+            || line.starts_with(';')
+            || line.starts_with('#')
+            || line.starts_with('[')
         {
             continue;
         }
@@ -146,7 +149,7 @@ fn decode_text(bytes: &[u8]) -> Result<String, VersionIniError> {
         return String::from_utf8(rest.to_vec()).map_err(|_| VersionIniError::NotText);
     }
     let utf16 = |rest: &[u8], little_endian: bool| {
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return Err(VersionIniError::NotText);
         }
         let units = rest.chunks_exact(2).map(|pair| {
@@ -184,13 +187,25 @@ mod tests {
         assert_eq!(v("20240315\r\n"), Ok("20240315".into()));
         assert_eq!(v("\u{feff}20240315\r\n"), Ok("20240315".into()));
         assert_eq!(v("version=1.2.3"), Ok("1.2.3".into()));
-        assert_eq!(v("[game]\r\nname=UT\r\nVersion = \"3369\"\r\n"), Ok("3369".into()));
-        assert_eq!(v("; comment\n\n# another\nversion='1.0b'\n"), Ok("1.0b".into()));
+        assert_eq!(
+            v("[game]\r\nname=UT\r\nVersion = \"3369\"\r\n"),
+            Ok("3369".into())
+        );
+        assert_eq!(
+            v("; comment\n\n# another\nversion='1.0b'\n"),
+            Ok("1.0b".into())
+        );
         assert_eq!(v("20240315\rname=x\r"), Ok("20240315".into()));
         // The keyed form wins over a stray bare line.
         assert_eq!(v("notes\nversion=2\n"), Ok("2".into()));
-        assert_eq!(GameVersion::parse("7").unwrap().to_ini(), "[lanspread]\nversion=7\n");
-        assert_eq!(v(&GameVersion::parse("7").unwrap().to_ini()), Ok("7".into()));
+        assert_eq!(
+            GameVersion::parse("7").unwrap().to_ini(),
+            "[lanspread]\nversion=7\n"
+        );
+        assert_eq!(
+            v(&GameVersion::parse("7").unwrap().to_ini()),
+            Ok("7".into())
+        );
     }
 
     #[test]
@@ -210,13 +225,28 @@ mod tests {
     #[test]
     fn reports_broken_files() {
         assert_eq!(v(""), Err(VersionIniError::NoVersion));
-        assert_eq!(v("\r\n; only a comment\r\n"), Err(VersionIniError::NoVersion));
-        assert!(matches!(v("version="), Err(VersionIniError::BadVersion(VersionError::Empty))));
+        assert_eq!(
+            v("\r\n; only a comment\r\n"),
+            Err(VersionIniError::NoVersion)
+        );
+        assert!(matches!(
+            v("version="),
+            Err(VersionIniError::BadVersion(VersionError::Empty))
+        ));
         assert!(matches!(v("1 2"), Err(VersionIniError::BadVersion(_))));
         assert!(matches!(v("a\nb"), Err(VersionIniError::Ambiguous(_, _))));
-        assert!(matches!(v("version=1\nversion=2"), Err(VersionIniError::Ambiguous(_, _))));
-        assert_eq!(parse_version_ini(&[0xff, 0x00, 0xc3]), Err(VersionIniError::NotText));
-        assert_eq!(parse_version_ini(&[0xFF, 0xFE, 0x31]), Err(VersionIniError::NotText));
+        assert!(matches!(
+            v("version=1\nversion=2"),
+            Err(VersionIniError::Ambiguous(_, _))
+        ));
+        assert_eq!(
+            parse_version_ini(&[0xff, 0x00, 0xc3]),
+            Err(VersionIniError::NotText)
+        );
+        assert_eq!(
+            parse_version_ini(&[0xFF, 0xFE, 0x31]),
+            Err(VersionIniError::NotText)
+        );
         assert_eq!(
             parse_version_ini(&vec![b'1'; MAX_VERSION_INI_BYTES + 1]),
             Err(VersionIniError::TooLarge)

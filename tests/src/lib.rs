@@ -1,1 +1,104 @@
+//! Fixtures shared by lanspread's integration tests: games folders on a real
+//! disk, filled with generated payloads of random content.
+//!
+//! The tests themselves live in `tests/tests/` (several crates working
+//! together) and in each crate's own `tests/` folder.
+//!
+//! Fixtures panic on a failed setup step: that is a broken test machine, and
+//! the panic message says which step.
+#![allow(clippy::expect_used)]
 
+use std::path::{Path, PathBuf};
+
+use lanspread_core::{GameCatalog, GameVersion};
+use rand::{Rng, SeedableRng};
+
+/// A temporary games folder that is removed when dropped.
+#[derive(Debug)]
+pub struct GamesFolder {
+    dir: tempfile::TempDir,
+}
+
+impl Default for GamesFolder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GamesFolder {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temporary folder for test games"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn game_dir(&self, id: &str) -> PathBuf {
+        self.dir.path().join(id)
+    }
+
+    /// Writes payload files of random content (deterministic per `seed`):
+    /// each `(relative path, length)`.
+    pub fn add_payload(&self, id: &str, files: &[(&str, usize)], seed: u64) -> &Self {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for (rel, len) in files {
+            let path = self.game_dir(id).join(rel);
+            std::fs::create_dir_all(path.parent().expect("a file inside the game"))
+                .expect("create game folders");
+            let mut bytes = vec![0u8; *len];
+            rng.fill(&mut bytes[..]);
+            std::fs::write(&path, bytes).expect("write a payload file");
+        }
+        self
+    }
+
+    /// Writes `version.ini` naming `version`.
+    pub fn write_version(&self, id: &str, version: &str) -> &Self {
+        let version = GameVersion::parse(version).expect("a valid test version");
+        std::fs::create_dir_all(self.game_dir(id)).expect("create the game folder");
+        std::fs::write(self.game_dir(id).join("version.ini"), version.to_ini())
+            .expect("write version.ini");
+        self
+    }
+
+    /// Writes `version.ini` naming the catalog's version of `id`.
+    pub fn write_catalog_version(&self, id: &str, catalog: &GameCatalog) -> &Self {
+        let entry = catalog.get_str(id).expect("a catalog game");
+        self.write_version(id, entry.version.as_str())
+    }
+
+    /// Creates an installed copy under `local/`.
+    pub fn add_local(&self, id: &str) -> &Self {
+        let local = self.game_dir(id).join("local");
+        std::fs::create_dir_all(&local).expect("create local/");
+        std::fs::write(local.join("game.exe"), b"installed").expect("write an installed file");
+        self
+    }
+
+    /// The folder of the five states a library scan must tell apart:
+    /// `ut2004` current, `cs16` outdated, `aoe2` incomplete, `q3a` current and
+    /// installed, `my-homebrew` not in the catalog.
+    pub fn five_states(catalog: &GameCatalog) -> Self {
+        let folder = Self::new();
+        folder
+            .add_payload(
+                "ut2004",
+                &[("ut2004.zip", 300_000), ("Maps/extra.pak", 5_000)],
+                1,
+            )
+            .write_catalog_version("ut2004", catalog);
+        folder
+            .add_payload("cs16", &[("cs16.zip", 20_000)], 2)
+            .write_version("cs16", "19990619");
+        folder.add_payload("aoe2", &[("aoe2.zip", 50_000)], 3);
+        folder
+            .add_payload("q3a", &[("q3a.zip", 10_000)], 4)
+            .write_catalog_version("q3a", catalog)
+            .add_local("q3a");
+        folder.add_payload("my-homebrew", &[("readme.txt", 100)], 5);
+        folder
+    }
+}

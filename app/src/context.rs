@@ -1,0 +1,76 @@
+//! What every entry point needs first: logging, the data folder, the
+//! settings and the catalog in force.
+
+use std::path::PathBuf;
+
+use lanspread_core::{GameCatalog, Settings, Store};
+
+use crate::GlobalArgs;
+
+/// Logs to stderr; `RUST_LOG` overrides the default level.
+pub fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // A second init (tests) is harmless; the first subscriber stays.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The catalog in force and, when an organiser's catalog could not be used,
+/// the sentence that says so.
+#[derive(Debug)]
+pub struct LoadedCatalog {
+    pub catalog: GameCatalog,
+    pub warning: Option<String>,
+}
+
+/// The catalog file to use: `--catalog`, else the one saved in settings.
+pub fn catalog_override(global: &GlobalArgs, settings: Option<&Settings>) -> Option<PathBuf> {
+    global
+        .catalog
+        .clone()
+        .or_else(|| settings.and_then(|s| s.catalog_file.clone()))
+}
+
+pub fn load_catalog(path: Option<PathBuf>) -> LoadedCatalog {
+    let (catalog, error) = GameCatalog::load_or_embedded(path.as_deref());
+    let warning = error.map(|err| format!("{err}; using the embedded catalog instead"));
+    LoadedCatalog { catalog, warning }
+}
+
+/// The settings saved in the data folder, when a store exists there. A
+/// headless command that only reads never creates a data folder.
+pub fn saved_settings(global: &GlobalArgs) -> Option<Settings> {
+    let data_dir = lanspread_core::store::resolve_data_dir(global.data.as_deref());
+    if !data_dir.join("store").is_dir() {
+        return None;
+    }
+    match Store::open(&data_dir).and_then(|store| store.settings()) {
+        Ok(settings) => Some(settings),
+        Err(err) => {
+            tracing::warn!("ignoring saved settings: {err}");
+            None
+        }
+    }
+}
+
+/// The catalog for a headless command, with its warning printed to stderr.
+pub fn catalog_for_cli(global: &GlobalArgs) -> GameCatalog {
+    let settings = saved_settings(global);
+    let loaded = load_catalog(catalog_override(global, settings.as_ref()));
+    if let Some(warning) = &loaded.warning {
+        eprintln!("lanspread: warning: {warning}");
+    }
+    loaded.catalog
+}
+
+/// Sizes for people: `5.5 GiB`, `640 MiB`.
+pub fn human_size_mib(mib: u64) -> String {
+    if mib >= 1024 {
+        format!("{:.1} GiB", mib as f64 / 1024.0)
+    } else {
+        format!("{mib} MiB")
+    }
+}

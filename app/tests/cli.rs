@@ -1,0 +1,188 @@
+//! The command line as scripts use it: real processes, real folders.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use std::process::Command;
+
+use lanspread_core::GameCatalog;
+use lanspread_tests::GamesFolder;
+use serde_json::Value;
+
+fn lanspread(data: &tempfile::TempDir) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanspread"));
+    // Never read or create the real user's data folder.
+    cmd.arg("--data").arg(data.path());
+    cmd
+}
+
+fn json_of(cmd: &mut Command) -> Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let data = tempfile::tempdir().unwrap();
+    let out = lanspread(&data).arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for sub in ["catalog", "library"] {
+        assert!(text.contains(sub), "{text}");
+    }
+    assert!(
+        text.contains("--catalog") && text.contains("--data"),
+        "{text}"
+    );
+}
+
+#[test]
+fn catalog_json_has_forty_games_with_id_title_version() {
+    let data = tempfile::tempdir().unwrap();
+    let games = json_of(lanspread(&data).args(["catalog", "--json"]));
+    let games = games.as_array().unwrap();
+    assert!(games.len() >= 40, "{} games", games.len());
+    for game in games {
+        for field in ["id", "title", "version"] {
+            assert!(
+                game[field].as_str().is_some_and(|s| !s.is_empty()),
+                "{game}"
+            );
+        }
+    }
+    let table = lanspread(&data).arg("catalog").output().unwrap();
+    assert!(
+        String::from_utf8(table.stdout)
+            .unwrap()
+            .contains("Unreal Tournament 2004")
+    );
+    // Reading the catalog creates nothing in the data folder.
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn library_json_reports_every_state() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = GameCatalog::embedded().unwrap();
+    let folder = GamesFolder::five_states(&catalog);
+    let rows = json_of(
+        lanspread(&data)
+            .args(["library", "--json", "--games"])
+            .arg(folder.path()),
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap().clone();
+    let ut_version = catalog.get_str("ut2004").unwrap().version.to_string();
+
+    let ut = row("ut2004");
+    assert_eq!(ut["in_catalog"], true);
+    assert_eq!(ut["payload"], "current");
+    assert_eq!(ut["local_version"], ut_version.as_str());
+    assert_eq!(ut["catalog_version"], ut_version.as_str());
+    assert_eq!(ut["installed"], false);
+    assert_eq!(ut["shareable"], true);
+
+    let cs = row("cs16");
+    assert_eq!(cs["payload"], "outdated");
+    assert_eq!(cs["local_version"], "19990619");
+    assert_eq!(cs["shareable"], false);
+
+    let aoe = row("aoe2");
+    assert_eq!(aoe["payload"], "incomplete");
+    assert_eq!(aoe["local_version"], Value::Null);
+    assert_eq!(aoe["shareable"], false);
+
+    let q3 = row("q3a");
+    assert_eq!(q3["payload"], "current");
+    assert_eq!(q3["installed"], true);
+    assert_eq!(q3["shareable"], true);
+
+    let unknown = row("my-homebrew");
+    assert_eq!(unknown["in_catalog"], false);
+    assert_eq!(unknown["catalog_version"], Value::Null);
+    assert_eq!(unknown["shareable"], false);
+    // Never touched: its file is still exactly there.
+    let readme = folder.game_dir("my-homebrew").join("readme.txt");
+    assert_eq!(std::fs::read(readme).unwrap().len(), 100);
+
+    let table = lanspread(&data)
+        .args(["library", "--games"])
+        .arg(folder.path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("(not in catalog)") && table.contains("outdated"),
+        "{table}"
+    );
+}
+
+#[test]
+fn an_organisers_catalog_replaces_the_embedded_one() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog = GameCatalog::embedded().unwrap();
+    let folder = GamesFolder::five_states(&catalog);
+    let newer = data.path().join("newer.ron");
+    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        &format!(
+            "version: \"{}\"",
+            catalog.get_str("ut2004").unwrap().version
+        ),
+        "version: \"20991231\"",
+        1,
+    );
+    std::fs::write(&newer, text).unwrap();
+    let rows = json_of(
+        lanspread(&data)
+            .arg("--catalog")
+            .arg(&newer)
+            .args(["library", "--json", "--games"])
+            .arg(folder.path()),
+    );
+    let rows = rows.as_array().unwrap();
+    let ut = rows.iter().find(|r| r["id"] == "ut2004").unwrap();
+    assert_eq!(ut["payload"], "outdated");
+    assert_eq!(ut["catalog_version"], "20991231");
+    assert_eq!(ut["shareable"], false);
+}
+
+#[test]
+fn a_broken_catalog_is_named_and_the_embedded_one_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let broken = data.path().join("party.ron");
+    std::fs::write(&broken, "(\n  edition: \"x\",\n  games: [ (id: 7) ],\n)\n").unwrap();
+    let out = lanspread(&data)
+        .arg("--catalog")
+        .arg(&broken)
+        .args(["catalog", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("party.ron") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("embedded catalog"), "{stderr}");
+    let games: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(games.as_array().unwrap().len() >= 40);
+}
+
+#[test]
+fn a_missing_games_folder_is_a_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let out = lanspread(&data)
+        .args(["library", "--games", "/no/such/folder"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/no/such/folder") && stderr.contains("--games"),
+        "{stderr}"
+    );
+}
