@@ -14,6 +14,7 @@ pub fn init_logging(default_level: &str) {
     // A second init (tests) is harmless; the first subscriber stays.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

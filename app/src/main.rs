@@ -42,6 +42,14 @@ enum Command {
     Catalog(cli::catalog::CatalogArgs),
     /// Show what a games folder holds, one row per folder.
     Library(cli::library::LibraryArgs),
+    /// Share a games folder without a window, until Ctrl-C.
+    Serve(cli::serve::ServeArgs),
+    /// List the other lanspread PCs on the LAN.
+    Peers(cli::lan::LanArgs),
+    /// List the games on the LAN and how many PCs serve the right version.
+    List(cli::lan::LanArgs),
+    /// Ask the lanspread running on the data folder for its state.
+    Status(cli::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +58,10 @@ fn main() -> ExitCode {
         None => gui::run(&cli.global),
         Some(Command::Catalog(args)) => cli::catalog::run(&cli.global, &args),
         Some(Command::Library(args)) => cli::library::run(&cli.global, &args),
+        Some(Command::Serve(args)) => cli::serve::run(&cli.global, &args),
+        Some(Command::Peers(args)) => cli::lan::run_peers(&cli.global, &args),
+        Some(Command::List(args)) => cli::lan::run_list(&cli.global, &args),
+        Some(Command::Status(args)) => cli::status::run(&cli.global, &args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -224,6 +224,22 @@ impl Store {
         Ok(id)
     }
 
+    /// A one-off value of this install (the TLS identity, for example).
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.meta.get(&rtxn, key)?.map(<[u8]>::to_vec))
+    }
+
+    /// Stores several one-off values in one transaction.
+    pub fn put_meta(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        for (key, value) in entries {
+            self.meta.put(&mut wtxn, key, value)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
     /// The cached hashes of the file at `path`, whatever its size and mtime;
     /// the caller decides whether they still match the file.
     pub fn cached_file_hashes(&self, path: &str) -> Result<Option<CachedFileHashes>, StoreError> {

@@ -1,9 +1,29 @@
-//! lanspread-net: the peer. QUIC serving, discovery, aggregated downloads and
-//! the peer runtime that the window and the command line both drive.
+//! lanspread-net: the peer. QUIC serving, discovery, the peer table and the
+//! peer runtime that the window and the command line both drive.
 //!
-//! This crate acts on the decisions `lanspread-core` makes; it never draws
-//! anything and never depends on a GUI crate. (It is filled in by the peer
-//! issue; for now it re-exports the core so the dependency arrows are in
-//! place: app -> net -> core.)
+//! This crate acts on the decisions `lanspread-core` makes (which games are
+//! shareable, which paths are safe, who may touch a game right now); it never
+//! draws anything and never depends on a GUI crate. Arrows point
+//! app -> net -> core.
+//!
+//! - [`endpoint`]: quinn configuration, the per-install certificate, limits.
+//! - [`proto`]: messages, framing, size limits, error codes.
+//! - [`serve`]: answering requests; chunks stream under a transfer guard.
+//! - [`client`]: asking a peer for hello, library, manifest and chunks.
+//! - [`discovery`]: mDNS and manual peers, and the peer table.
+//! - [`runtime`]: the background runtime: commands in, state and events out.
+//! - [`control`]: the local control socket for CLI commands.
+
+pub mod client;
+pub mod control;
+pub mod data_lock;
+pub mod discovery;
+pub mod endpoint;
+pub mod library;
+mod platform;
+pub mod proto;
+pub mod runtime;
+pub mod serve;
 
 pub use lanspread_core as core;
+pub use runtime::{Command, Event, PeerConfig, PeerHandle, PeerState};

@@ -10,7 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
+use std::net::SocketAddr;
+
 use lanspread_core::{GameCatalog, GameVersion};
+use lanspread_net::{PeerConfig, PeerHandle};
 use rand::{Rng, SeedableRng};
 
 /// A temporary games folder that is removed when dropped.
@@ -100,5 +103,42 @@ impl GamesFolder {
             .add_local("q3a");
         folder.add_payload("my-homebrew", &[("readme.txt", 100)], 5);
         folder
+    }
+}
+
+/// A peer running in this process on loopback, discovery off, with its own
+/// data folder (removed when dropped, after the peer has stopped).
+#[derive(Debug)]
+pub struct TestPeer {
+    pub handle: PeerHandle,
+    _data: tempfile::TempDir,
+}
+
+impl TestPeer {
+    /// Starts a peer sharing `games` (if any) that connects to `peers`.
+    pub fn start(games: Option<&Path>, catalog: &GameCatalog, peers: &[SocketAddr]) -> Self {
+        let data = tempfile::tempdir().expect("a data folder for a test peer");
+        let mut config = PeerConfig::loopback(catalog.clone());
+        config.games_dir = games.map(Path::to_path_buf);
+        config.data_dir = Some(data.path().to_path_buf());
+        config.manual_peers = peers.iter().map(ToString::to_string).collect();
+        config.name = "test peer".into();
+        let handle = PeerHandle::start(config, None).expect("a test peer starts");
+        Self {
+            handle,
+            _data: data,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.listen_addr()
+    }
+
+    /// Whether this peer sees a peer at `addr` announcing exactly `games`.
+    pub fn sees_games(&self, addr: SocketAddr, games: &[&str]) -> bool {
+        let state = self.handle.state();
+        state.peers.values().any(|p| {
+            p.addr == addr && p.games.iter().map(|g| g.id.as_str()).collect::<Vec<_>>() == games
+        })
     }
 }

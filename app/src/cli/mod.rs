@@ -3,7 +3,11 @@
 use std::io::Write as _;
 
 pub mod catalog;
+pub mod lan;
 pub mod library;
+pub mod peer_args;
+pub mod serve;
+pub mod status;
 
 /// Writes a command's output to stdout. A closed pipe (`lanspread catalog |
 /// head`) ends the output quietly instead of failing.

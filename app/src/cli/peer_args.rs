@@ -1,0 +1,40 @@
+//! Options shared by the subcommands that run a peer.
+
+use lanspread_net::discovery::DiscoveryConfig;
+
+/// How to find other PCs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PeerArgs {
+    /// A peer to connect to by address (repeatable), for networks that block multicast.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Do not use mDNS: only the --peer addresses are contacted.
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Restrict mDNS to this network interface (repeatable; default: all).
+    #[arg(long = "interface", value_name = "NAME")]
+    pub interfaces: Vec<String>,
+}
+
+impl PeerArgs {
+    pub fn discovery(&self) -> DiscoveryConfig {
+        DiscoveryConfig {
+            enabled: !self.no_discovery,
+            interfaces: self.interfaces.clone(),
+        }
+    }
+}
+
+/// The name other PCs see by default: the computer's name.
+pub fn default_display_name() -> String {
+    ["COMPUTERNAME", "HOSTNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+        })
+        .unwrap_or_else(|| "lanspread PC".to_owned())
+}

@@ -1,0 +1,68 @@
+//! `lanspread serve --games DIR`: a peer without a window, until Ctrl-C.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use lanspread_core::store::resolve_data_dir;
+use lanspread_net::{PeerConfig, PeerHandle};
+
+use super::peer_args::{PeerArgs, default_display_name};
+use crate::GlobalArgs;
+use crate::context::{catalog_for_cli, init_logging};
+
+/// The port lanspread listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4747;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The games folder to share.
+    #[arg(long, value_name = "DIR")]
+    games: PathBuf,
+    /// Where to listen (UDP). Port 0 picks a free one; the chosen address is printed.
+    #[arg(long, value_name = "ADDR:PORT", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// The name other PCs see (default: this computer's name).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    peers: PeerArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
+    init_logging("info");
+    let catalog = catalog_for_cli(global);
+    if !args.games.is_dir() {
+        anyhow::bail!(
+            "the games folder {} does not exist; create it or pass another --games DIR",
+            args.games.display()
+        );
+    }
+    let config = PeerConfig {
+        games_dir: Some(args.games.clone()),
+        data_dir: Some(resolve_data_dir(global.data.as_deref())),
+        listen: args.listen,
+        name: args.name.clone().unwrap_or_else(default_display_name),
+        manual_peers: args.peers.peers.clone(),
+        discovery: args.peers.discovery(),
+        catalog,
+    };
+    let peer = PeerHandle::start(config, None)?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {}", peer.listen_addr())?;
+        stdout.flush()?;
+    }
+    tracing::info!(peer = %peer.peer_id(), games = %args.games.display(), "serving; Ctrl-C stops");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal handler")?;
+    runtime
+        .block_on(tokio::signal::ctrl_c())
+        .context("waiting for Ctrl-C")?;
+    tracing::info!("stopping");
+    peer.shutdown();
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `lanspread status`: asks the peer running on the data folder for its state.
+
+use lanspread_core::store::resolve_data_dir;
+use lanspread_net::control::{self, ControlCommand, StatusReport};
+
+use crate::GlobalArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the running peer's JSON answer.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
+    let data_dir = resolve_data_dir(global.data.as_deref());
+    let answer = control::request(&data_dir, ControlCommand::Status)?;
+    if args.json {
+        return super::emit(&(serde_json::to_string_pretty(&answer)? + "\n"));
+    }
+    let report: StatusReport = serde_json::from_value(answer)?;
+    let mut out = format!(
+        "{} ({}) listening on {}\n\n",
+        report.name,
+        report.peer_id,
+        report
+            .addr
+            .map_or_else(|| "-".to_owned(), |a| a.to_string())
+    );
+    let peers: Vec<Vec<String>> = report
+        .peers
+        .iter()
+        .map(|p| vec![p.name.clone(), p.addr.to_string(), p.games.to_string()])
+        .collect();
+    out.push_str(&super::format_table(&["PEER", "ADDRESS", "GAMES"], &peers));
+    out.push('\n');
+    let games: Vec<Vec<String>> = report
+        .games
+        .iter()
+        .map(|g| {
+            vec![
+                g.id.clone(),
+                if g.shared { "yes" } else { "no" }.to_owned(),
+                g.outbound.to_string(),
+                if g.active {
+                    "update/remove running"
+                } else {
+                    ""
+                }
+                .to_owned(),
+            ]
+        })
+        .collect();
+    out.push_str(&super::format_table(
+        &["GAME", "SHARED", "UPLOADS", "OPERATION"],
+        &games,
+    ));
+    super::emit(&out)
+}

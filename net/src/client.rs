@@ -1,0 +1,224 @@
+//! Asking a peer for things: one request per stream, typed answers.
+
+use std::net::SocketAddr;
+
+use lanspread_core::manifest::{Manifest, ManifestError};
+use lanspread_core::{GameId, GameVersion};
+use quinn::VarInt;
+
+use crate::endpoint::SERVER_NAME;
+use crate::proto::{
+    self, AnnouncedGame, FrameError, MAX_MANIFEST_FRAME_BYTES, MAX_RESPONSE_FRAME_BYTES, PeerHello,
+    Request, Response, WireError,
+};
+
+/// Why a request to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: SocketAddr, message: String },
+    #[error("connection lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("the peer refused: {0}")]
+    Refused(WireError),
+    #[error("the peer stopped the transfer (code {0})")]
+    Reset(u64),
+    #[error("bad answer from the peer: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the peer sent a manifest that is not valid: {0}")]
+    BadManifest(#[from] ManifestError),
+    #[error("the peer answered with {0} where another answer was expected")]
+    Unexpected(&'static str),
+    #[error("stream: {0}")]
+    Stream(String),
+}
+
+impl ClientError {
+    /// The refusal's code, if the peer refused with one.
+    pub fn code(&self) -> Option<proto::ErrorCode> {
+        match self {
+            Self::Refused(error) => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+fn kind(response: &Response) -> &'static str {
+    match response {
+        Response::Hello(_) => "hello",
+        Response::Library { .. } => "library",
+        Response::Manifest(_) => "manifest",
+        Response::ChunkHeader { .. } => "chunk",
+        Response::Error(_) => "error",
+    }
+}
+
+/// A connection to one peer.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    connection: quinn::Connection,
+}
+
+impl PeerClient {
+    /// Connects from our endpoint to the peer at `addr`.
+    pub async fn connect(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+    ) -> Result<Self, ClientError> {
+        let connect_err = |message: String| ClientError::Connect { addr, message };
+        let connecting = endpoint
+            .connect(addr, SERVER_NAME)
+            .map_err(|e| connect_err(e.to_string()))?;
+        let connection = connecting.await.map_err(|e| connect_err(e.to_string()))?;
+        Ok(Self { connection })
+    }
+
+    pub fn remote_address(&self) -> SocketAddr {
+        self.connection.remote_address()
+    }
+
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    pub fn close(&self) {
+        self.connection
+            .close(VarInt::from_u32(proto::CLOSE_SHUTDOWN), b"bye");
+    }
+
+    /// Sends `request` on a new stream and reads the first response frame.
+    async fn request(
+        &self,
+        request: &Request,
+        limit: u32,
+    ) -> Result<(Response, quinn::RecvStream), ClientError> {
+        let (mut send, mut recv) = self.connection.open_bi().await?;
+        proto::write_frame(&mut send, request).await?;
+        let _ = send.finish();
+        let response = proto::read_frame::<Response>(&mut recv, limit)
+            .await
+            .map_err(|err| reset_code(&err).map_or(ClientError::Frame(err), ClientError::Reset))?;
+        match response {
+            Response::Error(error) => Err(ClientError::Refused(error)),
+            other => Ok((other, recv)),
+        }
+    }
+
+    pub async fn hello(&self, ours: &PeerHello) -> Result<PeerHello, ClientError> {
+        match self
+            .request(&Request::Hello(ours.clone()), MAX_RESPONSE_FRAME_BYTES)
+            .await?
+        {
+            (Response::Hello(theirs), _) => Ok(theirs),
+            (other, _) => Err(ClientError::Unexpected(kind(&other))),
+        }
+    }
+
+    /// The peer's library; with `newer_than`, waits for a change first.
+    pub async fn library(
+        &self,
+        newer_than: Option<u64>,
+    ) -> Result<(u64, Vec<AnnouncedGame>), ClientError> {
+        let request = Request::Library { newer_than };
+        match self.request(&request, MAX_RESPONSE_FRAME_BYTES).await? {
+            (Response::Library { revision, games }, _) => Ok((revision, games)),
+            (other, _) => Err(ClientError::Unexpected(kind(&other))),
+        }
+    }
+
+    /// The manifest of one game version, validated before it is returned.
+    pub async fn manifest(
+        &self,
+        game: &GameId,
+        version: &GameVersion,
+    ) -> Result<Manifest, ClientError> {
+        let request = Request::Manifest {
+            game: game.clone(),
+            version: version.clone(),
+        };
+        match self.request(&request, MAX_MANIFEST_FRAME_BYTES).await? {
+            (Response::Manifest(manifest), _) => {
+                if &manifest.game != game || &manifest.version != version {
+                    return Err(ClientError::Unexpected("a manifest of another game"));
+                }
+                manifest.validate()?;
+                Ok(*manifest)
+            }
+            (other, _) => Err(ClientError::Unexpected(kind(&other))),
+        }
+    }
+
+    /// Opens a chunk transfer: returns the stream positioned at the first
+    /// byte, and the byte count the peer promised.
+    pub async fn open_chunk(
+        &self,
+        game: &GameId,
+        version: &GameVersion,
+        path: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<quinn::RecvStream, ClientError> {
+        let request = Request::Chunk {
+            game: game.clone(),
+            version: version.clone(),
+            path: path.to_owned(),
+            offset,
+            len,
+        };
+        match self.request(&request, MAX_RESPONSE_FRAME_BYTES).await? {
+            (Response::ChunkHeader { len: promised }, recv) if promised == len => Ok(recv),
+            (Response::ChunkHeader { .. }, _) => {
+                Err(ClientError::Unexpected("a chunk of another size"))
+            }
+            (other, _) => Err(ClientError::Unexpected(kind(&other))),
+        }
+    }
+
+    /// Fetches a byte range into memory.
+    pub async fn chunk(
+        &self,
+        game: &GameId,
+        version: &GameVersion,
+        path: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut recv = self.open_chunk(game, version, path, offset, len).await?;
+        let mut bytes =
+            vec![0u8; usize::try_from(len).map_err(|_| ClientError::Unexpected("a huge chunk"))?];
+        read_exact(&mut recv, &mut bytes).await?;
+        Ok(bytes)
+    }
+}
+
+/// Reads exactly `buffer.len()` bytes of a chunk, mapping a reset to its code.
+pub async fn read_exact(
+    recv: &mut quinn::RecvStream,
+    buffer: &mut [u8],
+) -> Result<(), ClientError> {
+    match recv.read_exact(buffer).await {
+        Ok(()) => Ok(()),
+        Err(quinn::ReadExactError::FinishedEarly(_)) => {
+            Err(ClientError::Frame(FrameError::Truncated))
+        }
+        Err(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code))) => {
+            Err(ClientError::Reset(code.into_inner()))
+        }
+        Err(quinn::ReadExactError::ReadError(err)) => Err(ClientError::Stream(err.to_string())),
+    }
+}
+
+fn reset_code(err: &FrameError) -> Option<u64> {
+    match err {
+        FrameError::Io(io) => reset_code_io(io),
+        _ => None,
+    }
+}
+
+fn reset_code_io(err: &std::io::Error) -> Option<u64> {
+    let read_error = err.get_ref()?.downcast_ref::<quinn::ReadError>()?;
+    match read_error {
+        quinn::ReadError::Reset(code) => Some(code.into_inner()),
+        _ => None,
+    }
+}

@@ -1,0 +1,412 @@
+//! Finding peers and keeping the peer table: mDNS/DNS-SD on the interfaces
+//! the user allows, plus peers typed in by address.
+//!
+//! Each known address gets one session task: connect, exchange hellos, then
+//! long-poll the peer's library so a change arrives as soon as it happens.
+//! The session ends when the connection does (QUIC's idle timeout notices a
+//! silent peer within seconds) and the peer leaves the table with it.
+//! Manual peers are retried until shutdown; mDNS peers come back when they
+//! are announced again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::client::{ClientError, PeerClient};
+use crate::proto::{AnnouncedGame, PeerHello, clean_name};
+use crate::runtime::{Event, PeerState};
+
+/// The DNS-SD service type lanspread announces.
+pub const SERVICE_TYPE: &str = "_lanspread._udp.local.";
+/// How long connecting and the hello may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between attempts to reach a manual peer.
+const MANUAL_RETRY: Duration = Duration::from_secs(1);
+
+/// How we learned of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerSource {
+    Manual,
+    Mdns,
+}
+
+/// A peer in the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemotePeer {
+    /// Peer id, hex.
+    pub id: String,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub source: PeerSource,
+    /// Whether its catalog is the same as ours.
+    pub same_catalog: bool,
+    pub games: Vec<AnnouncedGame>,
+    /// The revision of its library we hold; `None` until the first answer.
+    #[serde(skip)]
+    pub library_revision: Option<u64>,
+    #[serde(skip)]
+    pub last_seen: Instant,
+    #[serde(skip)]
+    pub client: Option<PeerClient>,
+}
+
+/// Hex of a peer id.
+pub fn id_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Owns the session tasks and writes the peer table into the published state.
+#[derive(Debug, Clone)]
+pub struct PeerDirectory {
+    inner: Arc<DirectoryInner>,
+}
+
+#[derive(Debug)]
+struct DirectoryInner {
+    endpoint: quinn::Endpoint,
+    ours: PeerHello,
+    state: watch::Sender<PeerState>,
+    events: broadcast::Sender<Event>,
+    shutdown: CancellationToken,
+    /// Addresses with a live session or supervisor; protects against two
+    /// sessions to one address. Held only to insert or remove.
+    sessions: Mutex<HashMap<SocketAddr, CancellationToken>>,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+/// How one session ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The address is our own endpoint.
+    Myself,
+    /// The peer is already in the table through another address.
+    Duplicate,
+    Failed(ClientError),
+    Shutdown,
+}
+
+impl PeerDirectory {
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        ours: PeerHello,
+        state: watch::Sender<PeerState>,
+        events: broadcast::Sender<Event>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(DirectoryInner {
+                endpoint,
+                ours,
+                state,
+                events,
+                shutdown,
+                sessions: Mutex::new(HashMap::new()),
+                tasks: tokio_util::task::TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Adds a peer typed in by address (`HOST:PORT`); retried until shutdown.
+    pub async fn add_manual(&self, target: &str) -> Result<SocketAddr, String> {
+        let addr = resolve(target).await?;
+        let Some(token) = self.claim(addr) else {
+            return Ok(addr);
+        };
+        let this = self.clone();
+        let span = tracing::info_span!("peer", %addr, source = "manual");
+        self.inner.tasks.spawn(
+            async move {
+                loop {
+                    match this.run_session(addr, PeerSource::Manual, &token).await {
+                        SessionEnd::Myself => {
+                            tracing::info!("that address is this PC; not adding it");
+                            break;
+                        }
+                        SessionEnd::Shutdown => break,
+                        SessionEnd::Duplicate => {}
+                        SessionEnd::Failed(err) => tracing::debug!("{err}"),
+                    }
+                    tokio::select! {
+                        biased;
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(MANUAL_RETRY) => {}
+                    }
+                }
+                this.release(addr);
+            }
+            .instrument(span),
+        );
+        Ok(addr)
+    }
+
+    /// A peer announced over mDNS: one attempt per announcement.
+    pub fn add_discovered(&self, addr: SocketAddr) {
+        let Some(token) = self.claim(addr) else {
+            return;
+        };
+        let this = self.clone();
+        let span = tracing::info_span!("peer", %addr, source = "mdns");
+        self.inner.tasks.spawn(
+            async move {
+                if let SessionEnd::Failed(err) =
+                    this.run_session(addr, PeerSource::Mdns, &token).await
+                {
+                    tracing::debug!("{err}");
+                }
+                this.release(addr);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Ends the session to `addr`, if any (an mDNS goodbye).
+    pub fn forget(&self, addr: SocketAddr) {
+        let sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(token) = sessions.get(&addr) {
+            token.cancel();
+        }
+    }
+
+    fn claim(&self, addr: SocketAddr) -> Option<CancellationToken> {
+        let mut sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if sessions.contains_key(&addr) || self.inner.shutdown.is_cancelled() {
+            return None;
+        }
+        let token = self.inner.shutdown.child_token();
+        sessions.insert(addr, token.clone());
+        Some(token)
+    }
+
+    fn release(&self, addr: SocketAddr) {
+        let mut sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        sessions.remove(&addr);
+    }
+
+    /// Waits for every session task to end (after shutdown was cancelled).
+    pub async fn join(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    async fn run_session(
+        &self,
+        addr: SocketAddr,
+        source: PeerSource,
+        token: &CancellationToken,
+    ) -> SessionEnd {
+        let handshake = async {
+            let client = PeerClient::connect(&self.inner.endpoint, addr).await?;
+            let theirs = client.hello(&self.inner.ours).await?;
+            Ok::<_, ClientError>((client, theirs))
+        };
+        let (client, theirs) = tokio::select! {
+            biased;
+            () = token.cancelled() => return SessionEnd::Shutdown,
+            result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => match result {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(err)) => return SessionEnd::Failed(err),
+                Err(_) => return SessionEnd::Failed(ClientError::Connect {
+                    addr,
+                    message: "no answer".into(),
+                }),
+            },
+        };
+        if theirs.peer_id == self.inner.ours.peer_id {
+            client.close();
+            return SessionEnd::Myself;
+        }
+        let id = id_hex(&theirs.peer_id);
+        let peer = RemotePeer {
+            id: id.clone(),
+            name: clean_name(&theirs.name),
+            addr,
+            source,
+            same_catalog: theirs.catalog_fingerprint == self.inner.ours.catalog_fingerprint,
+            games: Vec::new(),
+            library_revision: None,
+            last_seen: Instant::now(),
+            client: Some(client.clone()),
+        };
+        let mut inserted = false;
+        self.inner.state.send_if_modified(|state| {
+            if state.peers.contains_key(&id) {
+                return false;
+            }
+            state.peers.insert(id.clone(), peer.clone());
+            inserted = true;
+            true
+        });
+        if !inserted {
+            client.close();
+            return SessionEnd::Duplicate;
+        }
+        tracing::info!(peer = %id, name = %peer.name, "peer joined");
+        let _ = self.inner.events.send(Event::PeerJoined {
+            id: id.clone(),
+            name: peer.name.clone(),
+            addr,
+        });
+        let end = self.follow_library(&client, &id, token).await;
+        client.close();
+        self.inner.state.send_modify(|state| {
+            state.peers.remove(&id);
+        });
+        tracing::info!(peer = %id, "peer left");
+        let _ = self.inner.events.send(Event::PeerLeft { id });
+        end
+    }
+
+    async fn follow_library(
+        &self,
+        client: &PeerClient,
+        id: &str,
+        token: &CancellationToken,
+    ) -> SessionEnd {
+        let mut revision = None;
+        loop {
+            let answer = tokio::select! {
+                biased;
+                () = token.cancelled() => return SessionEnd::Shutdown,
+                answer = client.library(revision) => answer,
+            };
+            let (new_revision, games) = match answer {
+                Ok(answer) => answer,
+                Err(err) => return SessionEnd::Failed(err),
+            };
+            let changed = revision != Some(new_revision);
+            revision = Some(new_revision);
+            self.inner.state.send_if_modified(|state| {
+                let Some(peer) = state.peers.get_mut(id) else {
+                    return false;
+                };
+                peer.last_seen = Instant::now();
+                if changed {
+                    peer.games = games;
+                    peer.library_revision = Some(new_revision);
+                }
+                changed
+            });
+            if changed {
+                let _ = self
+                    .inner
+                    .events
+                    .send(Event::RemoteLibraryChanged { id: id.to_owned() });
+            }
+        }
+    }
+}
+
+/// Resolves `HOST:PORT` (an IP literal needs no name lookup).
+pub async fn resolve(target: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = target.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    match tokio::net::lookup_host(target).await {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{target} has no address")),
+        Err(err) => Err(format!(
+            "cannot resolve {target} (expected HOST:PORT): {err}"
+        )),
+    }
+}
+
+/// What discovery announces and where.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    /// Interface names; empty means every interface.
+    pub interfaces: Vec<String>,
+}
+
+/// Runs mDNS until `shutdown`: announces this peer, browses for others and
+/// hands their addresses to the directory.
+pub async fn run_mdns(
+    config: DiscoveryConfig,
+    ours: PeerHello,
+    directory: PeerDirectory,
+    shutdown: CancellationToken,
+) -> Result<(), mdns_sd::Error> {
+    use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+
+    let daemon = ServiceDaemon::new()?;
+    if !config.interfaces.is_empty() {
+        daemon.disable_interface(IfKind::All)?;
+        for name in &config.interfaces {
+            daemon.enable_interface(IfKind::Name(name.clone()))?;
+        }
+    }
+    let instance = id_hex(&ours.peer_id);
+    let host = format!("lanspread-{}.local.", &instance[..12]);
+    let properties = [("id", instance.as_str()), ("proto", "1")];
+    let service = ServiceInfo::new(
+        SERVICE_TYPE,
+        &instance,
+        &host,
+        "",
+        ours.listen_port,
+        &properties[..],
+    )?
+    .enable_addr_auto();
+    let fullname = service.get_fullname().to_owned();
+    daemon.register(service)?;
+    let browse = daemon.browse(SERVICE_TYPE)?;
+    // Addresses announced per instance, so a goodbye can end their sessions.
+    let mut known: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            event = browse.recv_async() => match event {
+                Ok(event) => event,
+                Err(_) => break,
+            },
+        };
+        match event {
+            ServiceEvent::ServiceResolved(info) => {
+                if info.fullname == fullname {
+                    continue;
+                }
+                let addrs: Vec<SocketAddr> = info
+                    .addresses
+                    .iter()
+                    .map(|ip| ip.to_ip_addr())
+                    .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+                    .map(|ip| SocketAddr::new(ip, info.port))
+                    .collect();
+                for addr in &addrs {
+                    directory.add_discovered(*addr);
+                }
+                known.insert(info.fullname.clone(), addrs);
+            }
+            ServiceEvent::ServiceRemoved(_, name) => {
+                for addr in known.remove(&name).unwrap_or_default() {
+                    directory.forget(addr);
+                }
+            }
+            _ => {}
+        }
+    }
+    let _ = daemon.unregister(&fullname);
+    let _ = daemon.shutdown();
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! What this peer offers: the shareable games of the games folder, each with
+//! its manifest, published on a watch channel with a revision number.
+//!
+//! The announced list comes from the core's library snapshot, so a game under
+//! an operation is absent from it. A game is announced only once its
+//! manifest is built (hashing a big game the first time takes a while; the
+//! cache makes every later scan cheap).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use lanspread_core::library::scan_library;
+use lanspread_core::manifest::{Manifest, build_manifest};
+use lanspread_core::{GameCatalog, GameId, Store};
+
+use crate::proto::AnnouncedGame;
+
+/// The library as peers see it, and the manifests behind it.
+#[derive(Debug, Clone, Default)]
+pub struct LibrarySnapshot {
+    /// Bumped whenever `games` changes.
+    pub revision: u64,
+    pub games: Vec<AnnouncedGame>,
+    /// Manifests of the shareable games, including active ones (they are
+    /// left out of `games`, and serving refuses them through the guards).
+    pub manifests: BTreeMap<GameId, Arc<Manifest>>,
+}
+
+impl LibrarySnapshot {
+    /// The announced list with the active games removed.
+    pub fn announced(
+        manifests: &BTreeMap<GameId, Arc<Manifest>>,
+        active: &BTreeSet<GameId>,
+    ) -> Vec<AnnouncedGame> {
+        manifests
+            .values()
+            .filter(|m| !active.contains(&m.game))
+            .map(|m| AnnouncedGame {
+                id: m.game.clone(),
+                version: m.version.clone(),
+                total_bytes: m.total_len_bytes(),
+                manifest_digest: m.digest(),
+            })
+            .collect()
+    }
+}
+
+/// Scans the games folder and builds (or takes from the cache) the manifest
+/// of every shareable game. Blocking: run it on a blocking thread.
+/// Games whose manifest cannot be built are logged and left out.
+pub fn build_manifests(
+    games_dir: &Path,
+    catalog: &GameCatalog,
+    store: &Store,
+    previous: &BTreeMap<GameId, Arc<Manifest>>,
+) -> BTreeMap<GameId, Arc<Manifest>> {
+    let scan = match scan_library(games_dir, catalog) {
+        Ok(scan) => scan,
+        Err(err) => {
+            tracing::warn!("{err}");
+            return BTreeMap::new();
+        }
+    };
+    let mut manifests = BTreeMap::new();
+    for shared in scan.shared_games_excluding(&BTreeSet::new()) {
+        let dir = lanspread_core::layout::game_dir(games_dir, &shared.id);
+        match build_manifest(&dir, &shared.id, &shared.version, store) {
+            Ok(build) => {
+                if build.hashed_bytes > 0 {
+                    tracing::info!(game = %shared.id, bytes = build.hashed_bytes, "hashed payload");
+                }
+                // Keep the old Arc when nothing changed, so readers holding it
+                // and the new snapshot agree.
+                let manifest = match previous.get(&shared.id) {
+                    Some(old) if **old == build.manifest => old.clone(),
+                    _ => Arc::new(build.manifest),
+                };
+                manifests.insert(shared.id, manifest);
+            }
+            Err(err) => tracing::warn!(game = %shared.id, "not shared: {err}"),
+        }
+    }
+    manifests
+}

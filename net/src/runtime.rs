@@ -1,0 +1,615 @@
+//! The peer runtime: one tokio runtime on a background thread that owns the
+//! endpoint, discovery, serving and the peer table.
+//!
+//! Input is a bounded channel of [`Command`]s. Output is the latest
+//! [`PeerState`] on a watch channel, an [`Event`] stream, and an optional
+//! callback the GUI uses to request a repaint. Shutdown is a tree of
+//! cancellation tokens: tasks stop, connections close, the endpoint drains,
+//! and the thread ends.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lanspread_core::{GameCatalog, GameId, OutboundTransfers, Store, TransfersSnapshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::ControlServer;
+use crate::data_lock::DataDirLock;
+use crate::discovery::{DiscoveryConfig, PeerDirectory, RemotePeer, id_hex, run_mdns};
+use crate::endpoint::{TlsIdentity, open_endpoint};
+use crate::library::{LibrarySnapshot, build_manifests};
+use crate::proto::{AnnouncedGame, PROTOCOL_VERSION, PeerHello, clean_name};
+use crate::serve::{CatalogCell, ServeContext, accept_loop};
+
+/// How often the games folder is rescanned without being asked.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// Capacity of the command channel.
+pub const COMMAND_CAPACITY: usize = 64;
+/// Capacity of the event channel; a slow reader misses old events, never blocks the runtime.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The games folder to share; `None` shares nothing (a pure client).
+    pub games_dir: Option<PathBuf>,
+    /// The data folder: store, lock and control socket. `None` runs with an
+    /// identity made for this run only and no control socket.
+    pub data_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub name: String,
+    pub manual_peers: Vec<String>,
+    pub discovery: DiscoveryConfig,
+    pub catalog: GameCatalog,
+}
+
+impl PeerConfig {
+    /// A config with discovery off, listening on loopback on any port.
+    pub fn loopback(catalog: GameCatalog) -> Self {
+        Self {
+            games_dir: None,
+            data_dir: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            name: "lanspread".into(),
+            manual_peers: Vec::new(),
+            discovery: DiscoveryConfig::default(),
+            catalog,
+        }
+    }
+}
+
+/// What the runtime publishes; the GUI draws from it every frame.
+#[derive(Debug, Clone, Default)]
+pub struct PeerState {
+    pub listen_addr: Option<SocketAddr>,
+    pub peer_id: String,
+    pub name: String,
+    /// Peers by id.
+    pub peers: BTreeMap<String, RemotePeer>,
+    /// What we announce.
+    pub local_games: Vec<AnnouncedGame>,
+    /// Live outbound transfers and active operations.
+    pub transfers: TransfersSnapshot,
+}
+
+/// Something that happened, for logs and the GUI.
+#[derive(Debug, Clone)]
+pub enum Event {
+    PeerJoined {
+        id: String,
+        name: String,
+        addr: SocketAddr,
+    },
+    PeerLeft {
+        id: String,
+    },
+    RemoteLibraryChanged {
+        id: String,
+    },
+    LocalLibraryChanged {
+        revision: u64,
+    },
+    /// Outbound transfer counts or active operations changed.
+    Transfers(TransfersSnapshot),
+}
+
+/// What the runtime can be asked to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Connect to a peer by `HOST:PORT`; answers with the address or why not.
+    AddPeer {
+        target: String,
+        reply: oneshot::Sender<Result<SocketAddr, String>>,
+    },
+    /// Scan the games folder now.
+    Rescan,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Lock(#[from] crate::data_lock::LockError),
+    #[error(transparent)]
+    Store(#[from] lanspread_core::store::StoreError),
+    #[error(transparent)]
+    Endpoint(#[from] crate::endpoint::EndpointError),
+    #[error("control socket: {0}")]
+    Control(std::io::Error),
+    #[error("cannot start the runtime thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the runtime stopped while starting")]
+    Stopped,
+}
+
+type RepaintHook = Arc<dyn Fn() + Send + Sync>;
+
+/// The running peer. Dropping it shuts the peer down and waits for it.
+pub struct PeerHandle {
+    state: watch::Receiver<PeerState>,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    transfers: OutboundTransfers,
+    catalog: CatalogCell,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+    listen_addr: SocketAddr,
+    peer_id: [u8; 16],
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for PeerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerHandle")
+            .field("listen_addr", &self.listen_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerHandle {
+    /// Starts the peer on a background thread and returns once it listens.
+    pub fn start(config: PeerConfig, repaint: Option<RepaintHook>) -> Result<Self, RuntimeError> {
+        let lock = match &config.data_dir {
+            Some(dir) => Some(DataDirLock::acquire(dir)?),
+            None => None,
+        };
+        let store = match &config.data_dir {
+            Some(dir) => Some(Store::open(dir)?),
+            None => None,
+        };
+        let identity = match &store {
+            Some(store) => TlsIdentity::load_or_create(store)?,
+            None => TlsIdentity::generate()?,
+        };
+        let peer_id: [u8; 16] = match &store {
+            Some(store) => store.peer_id()?,
+            None => rand::random(),
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let transfers = OutboundTransfers::new();
+        let catalog = CatalogCell::new(config.catalog.clone());
+        let shutdown = CancellationToken::new();
+        let parts = Parts {
+            config,
+            store,
+            identity,
+            peer_id,
+            lock,
+            commands: command_rx,
+            events: events.clone(),
+            transfers: transfers.clone(),
+            catalog: catalog.clone(),
+            shutdown: shutdown.clone(),
+            repaint,
+        };
+        let thread = std::thread::Builder::new()
+            .name("lanspread-peer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("lanspread-io")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(RuntimeError::Thread(err)));
+                        return;
+                    }
+                };
+                runtime.block_on(run(parts, ready_tx));
+            })
+            .map_err(RuntimeError::Thread)?;
+        let (state, listen_addr, runtime) = match ready_rx.recv() {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                return Err(err);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(RuntimeError::Stopped);
+            }
+        };
+        Ok(Self {
+            state,
+            commands: command_tx,
+            events,
+            transfers,
+            catalog,
+            shutdown,
+            thread: Some(thread),
+            listen_addr,
+            peer_id,
+            runtime,
+        })
+    }
+
+    /// Blocks until `done` holds for the published state or `timeout`
+    /// passes; returns whether it held. For synchronous callers (CLI, tests).
+    pub fn wait_until(&self, timeout: Duration, done: impl FnMut(&PeerState) -> bool) -> bool {
+        let mut state = self.state.clone();
+        self.runtime.block_on(async {
+            matches!(
+                tokio::time::timeout(timeout, state.wait_for(done)).await,
+                Ok(Ok(_))
+            )
+        })
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    pub fn peer_id(&self) -> String {
+        id_hex(&self.peer_id)
+    }
+
+    /// The latest published state.
+    pub fn state(&self) -> PeerState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn watch_state(&self) -> watch::Receiver<PeerState> {
+        self.state.clone()
+    }
+
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The transfer guard registry this peer serves under.
+    pub fn transfers(&self) -> &OutboundTransfers {
+        &self.transfers
+    }
+
+    /// The catalog in force.
+    pub fn catalog(&self) -> Arc<GameCatalog> {
+        self.catalog.get()
+    }
+
+    /// Sends a command without waiting (the channel is bounded; a full
+    /// channel is reported, not waited on).
+    pub fn send(&self, command: Command) -> Result<(), String> {
+        self.commands
+            .try_send(command)
+            .map_err(|e| format!("the peer runtime is busy or stopped: {e}"))
+    }
+
+    /// Adds a peer by address from synchronous code (the CLI, tests).
+    pub fn add_peer_blocking(&self, target: &str) -> Result<SocketAddr, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::AddPeer {
+            target: target.to_owned(),
+            reply,
+        })?;
+        answer
+            .blocking_recv()
+            .map_err(|_| "the peer runtime stopped".to_owned())?
+    }
+
+    /// Stops everything and waits for the runtime thread to end.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for PeerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Everything the runtime thread takes ownership of.
+struct Parts {
+    config: PeerConfig,
+    store: Option<Store>,
+    identity: TlsIdentity,
+    peer_id: [u8; 16],
+    lock: Option<DataDirLock>,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    transfers: OutboundTransfers,
+    catalog: CatalogCell,
+    shutdown: CancellationToken,
+    repaint: Option<RepaintHook>,
+}
+
+type Ready = Result<
+    (
+        watch::Receiver<PeerState>,
+        SocketAddr,
+        tokio::runtime::Handle,
+    ),
+    RuntimeError,
+>;
+
+async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
+    let Parts {
+        config,
+        store,
+        identity,
+        peer_id,
+        lock,
+        mut commands,
+        events,
+        transfers,
+        catalog,
+        shutdown,
+        repaint,
+    } = parts;
+    let endpoint = match open_endpoint(config.listen, &identity) {
+        Ok(endpoint) => endpoint,
+        Err(err) => {
+            let _ = ready.send(Err(err.into()));
+            return;
+        }
+    };
+    let listen_addr = match endpoint.local_addr() {
+        Ok(addr) => addr,
+        Err(err) => {
+            let _ = ready.send(Err(RuntimeError::Endpoint(
+                crate::endpoint::EndpointError::Bind {
+                    addr: config.listen,
+                    source: err,
+                },
+            )));
+            return;
+        }
+    };
+    let name = clean_name(&config.name);
+    let hello = PeerHello {
+        peer_id,
+        name: name.clone(),
+        protocol_version: PROTOCOL_VERSION,
+        catalog_fingerprint: *catalog.get().fingerprint().as_bytes(),
+        listen_port: listen_addr.port(),
+    };
+    let (state_tx, state_rx) = watch::channel(PeerState {
+        listen_addr: Some(listen_addr),
+        peer_id: id_hex(&peer_id),
+        name,
+        ..PeerState::default()
+    });
+    let (library_tx, library_rx) = watch::channel(LibrarySnapshot::default());
+    let context = Arc::new(ServeContext {
+        games_dir: config.games_dir.clone(),
+        catalog: catalog.clone(),
+        transfers: transfers.clone(),
+        library: library_rx,
+        hello: hello.clone(),
+    });
+
+    let control = match (&config.data_dir, &lock) {
+        (Some(dir), Some(lock)) => match ControlServer::bind(dir).await {
+            Ok(server) => {
+                lock.record_running(listen_addr, &hello.name);
+                Some(server)
+            }
+            Err(err) => {
+                let _ = ready.send(Err(RuntimeError::Control(err)));
+                return;
+            }
+        },
+        _ => None,
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(accept_loop(
+        endpoint.clone(),
+        context,
+        shutdown.child_token(),
+    ));
+    let directory = PeerDirectory::new(
+        endpoint.clone(),
+        hello.clone(),
+        state_tx.clone(),
+        events.clone(),
+        shutdown.child_token(),
+    );
+    if config.discovery.enabled {
+        let directory = directory.clone();
+        let token = shutdown.child_token();
+        let discovery = config.discovery.clone();
+        let hello = hello.clone();
+        tasks.spawn(async move {
+            if let Err(err) = run_mdns(discovery, hello, directory, token).await {
+                tracing::warn!("mDNS discovery is off: {err}");
+            }
+        });
+    }
+    for target in &config.manual_peers {
+        if let Err(err) = directory.add_manual(target).await {
+            tracing::warn!("peer {target}: {err}");
+        }
+    }
+    if let Some(control) = control {
+        tasks.spawn(control.serve(state_rx.clone(), shutdown.child_token()));
+    }
+    // Repaint and event forwarding for state and transfers.
+    tasks.spawn(forward_changes(
+        state_tx.clone(),
+        transfers.clone(),
+        events.clone(),
+        repaint,
+        shutdown.child_token(),
+    ));
+    let (rescan_tx, rescan_rx) = mpsc::channel(1);
+    if let (Some(games_dir), Some(store)) = (config.games_dir.clone(), store.clone()) {
+        tasks.spawn(keep_library(
+            LibraryInputs {
+                games_dir,
+                store,
+                catalog: catalog.clone(),
+                transfers: transfers.clone(),
+            },
+            library_tx,
+            state_tx.clone(),
+            events.clone(),
+            rescan_rx,
+            shutdown.child_token(),
+        ));
+    }
+    let _ = ready.send(Ok((
+        state_rx,
+        listen_addr,
+        tokio::runtime::Handle::current(),
+    )));
+
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            command = commands.recv() => match command {
+                None => break,
+                Some(Command::AddPeer { target, reply }) => {
+                    let _ = reply.send(directory.add_manual(&target).await);
+                }
+                Some(Command::Rescan) => {
+                    let _ = rescan_tx.try_send(());
+                }
+            },
+        }
+    }
+    shutdown.cancel();
+    directory.join().await;
+    while tasks.join_next().await.is_some() {}
+    endpoint.close(
+        quinn::VarInt::from_u32(crate::proto::CLOSE_SHUTDOWN),
+        b"shutting down",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    drop(lock);
+}
+
+async fn forward_changes(
+    state: watch::Sender<PeerState>,
+    transfers: OutboundTransfers,
+    events: broadcast::Sender<Event>,
+    repaint: Option<RepaintHook>,
+    shutdown: CancellationToken,
+) {
+    let mut transfer_updates = transfers.subscribe();
+    let mut state_updates = state.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            changed = transfer_updates.changed() => {
+                if changed.is_err() { break; }
+                let snapshot = transfer_updates.borrow_and_update().clone();
+                state.send_modify(|s| s.transfers = snapshot.clone());
+                let _ = events.send(Event::Transfers(snapshot));
+            }
+            changed = state_updates.changed() => {
+                if changed.is_err() { break; }
+                state_updates.borrow_and_update();
+                if let Some(repaint) = &repaint {
+                    repaint();
+                }
+            }
+        }
+    }
+}
+
+struct LibraryInputs {
+    games_dir: PathBuf,
+    store: Store,
+    catalog: CatalogCell,
+    transfers: OutboundTransfers,
+}
+
+/// Keeps the announced library current: rescans on request, on a timer, and
+/// re-announces at once when an operation starts or ends on a game.
+async fn keep_library(
+    inputs: LibraryInputs,
+    library: watch::Sender<LibrarySnapshot>,
+    state: watch::Sender<PeerState>,
+    events: broadcast::Sender<Event>,
+    mut rescan: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) {
+    let inputs = Arc::new(inputs);
+    let mut active_updates = inputs.transfers.subscribe();
+    let mut manifests = BTreeMap::new();
+    let mut timer = tokio::time::interval(RESCAN_INTERVAL);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scan_now = true;
+    loop {
+        if scan_now {
+            let scan_inputs = inputs.clone();
+            let previous = manifests.clone();
+            let scanned = tokio::task::spawn_blocking(move || {
+                build_manifests(
+                    &scan_inputs.games_dir,
+                    &scan_inputs.catalog.get(),
+                    &scan_inputs.store,
+                    &previous,
+                )
+            });
+            let scanned = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                scanned = scanned => scanned,
+            };
+            match scanned {
+                Ok(scanned) => manifests = scanned,
+                Err(err) => tracing::warn!("library scan failed: {err}"),
+            }
+        }
+        publish_library(&inputs.transfers, &manifests, &library, &state, &events);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            _ = rescan.recv() => scan_now = true,
+            _ = timer.tick() => scan_now = true,
+            changed = active_updates.changed() => {
+                if changed.is_err() { break; }
+                active_updates.borrow_and_update();
+                scan_now = false;
+            }
+        }
+    }
+}
+
+fn publish_library(
+    transfers: &OutboundTransfers,
+    manifests: &BTreeMap<GameId, Arc<lanspread_core::Manifest>>,
+    library: &watch::Sender<LibrarySnapshot>,
+    state: &watch::Sender<PeerState>,
+    events: &broadcast::Sender<Event>,
+) {
+    let games = LibrarySnapshot::announced(manifests, &transfers.active_games());
+    let mut bumped = None;
+    library.send_modify(|snapshot| {
+        if snapshot.games != games {
+            snapshot.revision += 1;
+            snapshot.games = games.clone();
+            bumped = Some(snapshot.revision);
+        }
+        snapshot.manifests = manifests.clone();
+    });
+    if let Some(revision) = bumped {
+        state.send_modify(|s| s.local_games = games);
+        let _ = events.send(Event::LocalLibraryChanged { revision });
+    }
+}
+
+/// The data folder of a running peer, for the control client.
+pub fn data_dir_is_running(dir: &Path) -> bool {
+    crate::data_lock::is_locked(dir)
+}

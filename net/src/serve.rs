@@ -1,0 +1,502 @@
+//! Serving: answering peers' requests, and streaming chunks under a guard.
+//!
+//! The order for a chunk is fixed: register the [`TransferGuard`] first, then
+//! check eligibility (catalog version, `version.ini`, the path in the
+//! manifest), then stream. Every await while streaming — disk read, network
+//! send — is raced against the guard's token, the connection's shutdown and a
+//! stall timer, so a cancelled or stalled transfer ends at once with a stream
+//! reset whose code says why. Serving only ever reads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use lanspread_core::library::{NotShareable, check_shareable};
+use lanspread_core::paths::{resolve_within, validate_relative_path};
+use lanspread_core::{GameCatalog, GameId, GameVersion, OutboundTransfers, TransferGuard};
+use quinn::VarInt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::endpoint::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_REQUESTS_PER_CONNECTION};
+use crate::library::LibrarySnapshot;
+use crate::proto::{
+    self, ErrorCode, FrameError, MAX_CHUNK_REQUEST_BYTES, MAX_REQUEST_FRAME_BYTES, PeerHello,
+    Request, Response, WireError,
+};
+
+/// Bytes read from disk and sent per step of a chunk transfer.
+const SEND_PIECE_BYTES: usize = 256 * 1024;
+/// A receiver that takes no bytes for this long loses the transfer.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a library long-poll is held before it is answered unchanged.
+pub const LIBRARY_LONG_POLL: Duration = Duration::from_secs(15);
+
+/// The catalog in force; swapped whole when an organiser loads a new one.
+#[derive(Debug, Clone)]
+pub struct CatalogCell(Arc<RwLock<Arc<GameCatalog>>>);
+
+impl CatalogCell {
+    pub fn new(catalog: GameCatalog) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(catalog))))
+    }
+
+    pub fn get(&self) -> Arc<GameCatalog> {
+        // The lock guards one Arc swap; a poisoned lock still holds a valid Arc.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, catalog: GameCatalog) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+    }
+}
+
+/// Everything the serving side needs, shared by every connection.
+#[derive(Debug)]
+pub struct ServeContext {
+    pub games_dir: Option<PathBuf>,
+    pub catalog: CatalogCell,
+    pub transfers: OutboundTransfers,
+    pub library: watch::Receiver<LibrarySnapshot>,
+    pub hello: PeerHello,
+}
+
+/// Counts connections per remote endpoint; the guard gives the slot back.
+#[derive(Debug, Default)]
+struct ConnectionCounts(Mutex<(usize, HashMap<SocketAddr, usize>)>);
+
+struct ConnectionSlot {
+    counts: Arc<ConnectionCounts>,
+    remote: SocketAddr,
+}
+
+impl ConnectionCounts {
+    fn take(self: &Arc<Self>, remote: SocketAddr) -> Option<ConnectionSlot> {
+        // The mutex protects the two counters; held for a few instructions.
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_peer) = &mut *guard;
+        let mine = per_peer.entry(remote).or_default();
+        if *total >= MAX_CONNECTIONS || *mine >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(ConnectionSlot {
+            counts: self.clone(),
+            remote,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut guard = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_peer) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(count) = per_peer.get_mut(&self.remote) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_peer.remove(&self.remote);
+            }
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled; then closes them all
+/// and waits for their tasks.
+pub async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    context: Arc<ServeContext>,
+    shutdown: CancellationToken,
+) {
+    let counts = Arc::new(ConnectionCounts::default());
+    let mut connections = JoinSet::new();
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(result) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(err) = result {
+                    tracing::warn!("a connection task failed: {err}");
+                }
+                continue;
+            }
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let remote = incoming.remote_address();
+        let Some(slot) = counts.take(remote) else {
+            tracing::warn!(%remote, "refusing a connection: too many from this peer");
+            incoming.refuse();
+            continue;
+        };
+        let context = context.clone();
+        let conn_token = shutdown.child_token();
+        connections.spawn(
+            async move {
+                let _slot = slot;
+                match incoming.await {
+                    Ok(connection) => serve_connection(connection, context, conn_token).await,
+                    Err(err) => tracing::debug!("handshake failed: {err}"),
+                }
+            }
+            .instrument(tracing::info_span!("serve", peer = %remote)),
+        );
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    connection: quinn::Connection,
+    context: Arc<ServeContext>,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_REQUESTS_PER_CONNECTION));
+    let mut requests = JoinSet::new();
+    loop {
+        let (mut send, recv) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                connection.close(VarInt::from_u32(proto::CLOSE_SHUTDOWN), b"shutting down");
+                break;
+            }
+            Some(_) = requests.join_next(), if !requests.is_empty() => continue,
+            stream = connection.accept_bi() => match stream {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::debug!("connection ended: {err}");
+                    break;
+                }
+            },
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let context = context.clone();
+                let token = shutdown.clone();
+                requests.spawn(async move {
+                    let _permit = permit;
+                    handle_stream(&context, &mut send, recv, &token).await;
+                });
+            }
+            Err(_) => {
+                // Answered inline: a frame and a finish, no disk, no waiting
+                // on the peer beyond what quinn buffers.
+                let refusal = WireError::new(
+                    ErrorCode::TooManyStreams,
+                    format!("at most {MAX_REQUESTS_PER_CONNECTION} requests at once"),
+                );
+                let _ = proto::write_frame(&mut send, &Response::Error(refusal)).await;
+                let _ = send.finish();
+            }
+        }
+    }
+    requests.abort_all();
+    while requests.join_next().await.is_some() {}
+}
+
+async fn handle_stream(
+    context: &ServeContext,
+    send: &mut quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    shutdown: &CancellationToken,
+) {
+    let request = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return,
+        request = tokio::time::timeout(STALL_TIMEOUT, proto::read_frame::<Request>(&mut recv, MAX_REQUEST_FRAME_BYTES)) => request,
+    };
+    let request = match request {
+        Ok(Ok(request)) => request,
+        Ok(Err(FrameError::TooLarge { len, limit })) => {
+            let error = WireError::new(
+                ErrorCode::FrameTooLarge,
+                format!("a request of {len} bytes is over the {limit}-byte limit"),
+            );
+            return respond(send, &Response::Error(error)).await;
+        }
+        Ok(Err(err)) => {
+            let error = WireError::new(ErrorCode::BadRequest, err.to_string());
+            return respond(send, &Response::Error(error)).await;
+        }
+        Err(_) => return, // the peer never sent a request
+    };
+    // Nothing more is read from the peer on this stream.
+    let _ = recv.stop(VarInt::from_u32(0));
+    match request {
+        Request::Hello(_) => respond(send, &Response::Hello(context.hello.clone())).await,
+        Request::Library { newer_than } => {
+            let response = library_response(context, newer_than, shutdown).await;
+            respond(send, &response).await;
+        }
+        Request::Manifest { game, version } => {
+            let response = match manifest_response(context, &game, &version) {
+                Ok(response) => response,
+                Err(error) => Response::Error(error),
+            };
+            respond(send, &response).await;
+        }
+        Request::Chunk {
+            game,
+            version,
+            path,
+            offset,
+            len,
+        } => {
+            let span = tracing::debug_span!("chunk", game = %game, path = %path, offset, len);
+            serve_chunk(context, send, &game, &version, &path, offset, len, shutdown)
+                .instrument(span)
+                .await;
+        }
+    }
+}
+
+async fn respond(send: &mut quinn::SendStream, response: &Response) {
+    if let Ok(Ok(())) =
+        tokio::time::timeout(STALL_TIMEOUT, proto::write_frame(send, response)).await
+    {
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(VarInt::from_u32(proto::RESET_STALLED));
+    }
+}
+
+async fn library_response(
+    context: &ServeContext,
+    newer_than: Option<u64>,
+    shutdown: &CancellationToken,
+) -> Response {
+    let mut library = context.library.clone();
+    if let Some(seen) = newer_than {
+        let wait = library.wait_for(|snapshot| snapshot.revision > seen);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {}
+            _ = tokio::time::timeout(LIBRARY_LONG_POLL, wait) => {}
+        }
+    }
+    let snapshot = library.borrow();
+    Response::Library {
+        revision: snapshot.revision,
+        games: snapshot.games.clone(),
+    }
+}
+
+/// The eligibility check shared by manifest and chunk requests: the game is
+/// in the catalog, at the requested version, its `version.ini` agrees, and
+/// its manifest is ready.
+fn eligible_manifest(
+    context: &ServeContext,
+    game: &GameId,
+    version: &GameVersion,
+) -> Result<Arc<lanspread_core::Manifest>, WireError> {
+    let catalog = context.catalog.get();
+    let Some(expected) = catalog.expected_version(game) else {
+        return Err(WireError::new(
+            ErrorCode::UnknownGame,
+            format!("{game} is not in this PC's catalog"),
+        ));
+    };
+    if expected != version {
+        return Err(WireError::new(
+            ErrorCode::WrongVersion,
+            format!("this PC's catalog has {game} at version {expected}, not {version}"),
+        ));
+    }
+    let Some(games_dir) = &context.games_dir else {
+        return Err(WireError::new(
+            ErrorCode::NotShareable,
+            "this PC shares no games",
+        ));
+    };
+    match check_shareable(games_dir, &catalog, game) {
+        Ok(_) => {}
+        Err(NotShareable::NotInCatalog(_)) => {
+            return Err(WireError::new(
+                ErrorCode::UnknownGame,
+                format!("{game} is not in the catalog"),
+            ));
+        }
+        Err(err @ NotShareable::WrongVersion { .. }) => {
+            return Err(WireError::new(ErrorCode::WrongVersion, err.to_string()));
+        }
+    }
+    let library = context.library.borrow();
+    match library.manifests.get(game) {
+        Some(manifest) if &manifest.version == version => Ok(manifest.clone()),
+        _ => Err(WireError::new(
+            ErrorCode::NotShareable,
+            format!("{game} {version} is not ready to share yet"),
+        )),
+    }
+}
+
+fn manifest_response(
+    context: &ServeContext,
+    game: &GameId,
+    version: &GameVersion,
+) -> Result<Response, WireError> {
+    if context.transfers.snapshot().is_active(game) {
+        return Err(busy(game));
+    }
+    let manifest = eligible_manifest(context, game, version)?;
+    Ok(Response::Manifest(Box::new((*manifest).clone())))
+}
+
+fn busy(game: &GameId) -> WireError {
+    WireError::new(
+        ErrorCode::Busy,
+        format!("{game} is being updated or removed on this PC"),
+    )
+}
+
+/// Registers the guard, checks eligibility, opens the file at the offset.
+async fn prepare_chunk(
+    context: &ServeContext,
+    game: &GameId,
+    version: &GameVersion,
+    raw_path: &str,
+    offset: u64,
+    len: u64,
+) -> Result<(TransferGuard, tokio::fs::File), WireError> {
+    // 1. The guard, before anything is checked.
+    let guard = context.transfers.register(game).map_err(|_| busy(game))?;
+    // 2. Eligibility.
+    let manifest = eligible_manifest(context, game, version)?;
+    let path = validate_relative_path(raw_path)
+        .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
+    let Some(entry) = manifest.file(&path) else {
+        return Err(WireError::new(
+            ErrorCode::NotInManifest,
+            format!("{path} is not a file of {game} {version}"),
+        ));
+    };
+    let in_range = offset
+        .checked_add(len)
+        .is_some_and(|end| end <= entry.len_bytes);
+    if len == 0 || len > MAX_CHUNK_REQUEST_BYTES || !in_range {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "bytes {offset}+{len} are not a range of {path} ({} bytes; at most {MAX_CHUNK_REQUEST_BYTES} per request)",
+                entry.len_bytes
+            ),
+        ));
+    }
+    let games_dir = context
+        .games_dir
+        .as_deref()
+        .ok_or_else(|| WireError::new(ErrorCode::NotShareable, "this PC shares no games"))?;
+    let game_dir = lanspread_core::layout::game_dir(games_dir, game);
+    let disk_path = resolve_within(&game_dir, &path)
+        .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
+    let internal =
+        |e: std::io::Error| WireError::new(ErrorCode::Internal, format!("reading {path}: {e}"));
+    let mut file = tokio::fs::File::open(&disk_path).await.map_err(internal)?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(internal)?;
+    Ok((guard, file))
+}
+
+/// How a chunk transfer ended, for the log.
+enum Ended {
+    Done,
+    Cancelled,
+    Stalled,
+    ReadFailed(std::io::Error),
+    PeerGone,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_chunk(
+    context: &ServeContext,
+    send: &mut quinn::SendStream,
+    game: &GameId,
+    version: &GameVersion,
+    path: &str,
+    offset: u64,
+    len: u64,
+    shutdown: &CancellationToken,
+) {
+    let (guard, mut file) = match prepare_chunk(context, game, version, path, offset, len).await {
+        Ok(ready) => ready,
+        Err(error) => return respond(send, &Response::Error(error)).await,
+    };
+    let ended = stream_file(send, &mut file, len, &guard, shutdown).await;
+    let code = match &ended {
+        Ended::Done => {
+            let _ = send.finish();
+            None
+        }
+        Ended::Cancelled => Some(proto::RESET_CANCELLED),
+        Ended::Stalled => Some(proto::RESET_STALLED),
+        Ended::ReadFailed(err) => {
+            tracing::warn!("reading failed mid-transfer: {err}");
+            Some(proto::RESET_READ_FAILED)
+        }
+        Ended::PeerGone => None,
+    };
+    if let Some(code) = code {
+        let _ = send.reset(VarInt::from_u32(code));
+        tracing::debug!(code, "transfer ended early");
+    }
+    // The guard drops here, after the last byte was read from disk.
+    drop(guard);
+}
+
+async fn stream_file(
+    send: &mut quinn::SendStream,
+    file: &mut tokio::fs::File,
+    len: u64,
+    guard: &TransferGuard,
+    shutdown: &CancellationToken,
+) -> Ended {
+    let header_frame = Response::ChunkHeader { len };
+    let header = proto::write_frame(send, &header_frame);
+    let stopped = tokio::select! {
+        biased;
+        () = guard.cancelled() => return Ended::Cancelled,
+        () = shutdown.cancelled() => return Ended::Cancelled,
+        sent = tokio::time::timeout(STALL_TIMEOUT, header) => sent,
+    };
+    match stopped {
+        Err(_) => return Ended::Stalled,
+        Ok(Err(_)) => return Ended::PeerGone,
+        Ok(Ok(())) => {}
+    }
+    let mut buffer = vec![0u8; SEND_PIECE_BYTES.min(len as usize)];
+    let mut remaining = len;
+    while remaining > 0 {
+        let want = buffer.len().min(remaining as usize);
+        let read = tokio::select! {
+            biased;
+            () = guard.cancelled() => return Ended::Cancelled,
+            () = shutdown.cancelled() => return Ended::Cancelled,
+            read = file.read_exact(&mut buffer[..want]) => read,
+        };
+        if let Err(err) = read {
+            return Ended::ReadFailed(err);
+        }
+        let write = send.write_all(&buffer[..want]);
+        let written = tokio::select! {
+            biased;
+            () = guard.cancelled() => return Ended::Cancelled,
+            () = shutdown.cancelled() => return Ended::Cancelled,
+            written = tokio::time::timeout(STALL_TIMEOUT, write) => written,
+        };
+        match written {
+            Err(_) => return Ended::Stalled,
+            Ok(Err(_)) => return Ended::PeerGone,
+            Ok(Ok(())) => {}
+        }
+        remaining -= want as u64;
+    }
+    Ended::Done
+}

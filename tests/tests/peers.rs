@@ -1,0 +1,355 @@
+//! Real peers over loopback QUIC: libraries, operations, cancellation and
+//! hostile requests. Each peer is a full runtime with its own data folder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lanspread_core::{GameCatalog, GameId, GameVersion};
+use lanspread_net::client::{ClientError, PeerClient, read_exact};
+use lanspread_net::endpoint::{MAX_REQUESTS_PER_CONNECTION, TlsIdentity, open_endpoint};
+use lanspread_net::proto::{
+    self, ErrorCode, MAX_RESPONSE_FRAME_BYTES, RESET_CANCELLED, RESET_STALLED, Request, Response,
+};
+use lanspread_tests::{GamesFolder, TestPeer};
+
+const BIG_FILE_BYTES: usize = 12 * 1024 * 1024;
+
+fn catalog() -> GameCatalog {
+    GameCatalog::embedded().unwrap()
+}
+
+fn game(id: &str) -> GameId {
+    GameId::parse(id).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A bare client endpoint, as a hostile or a plain peer would have.
+async fn connect(addr: SocketAddr) -> PeerClient {
+    let endpoint = open_endpoint(
+        "127.0.0.1:0".parse().unwrap(),
+        &TlsIdentity::generate().unwrap(),
+    )
+    .unwrap();
+    PeerClient::connect(&endpoint, addr).await.unwrap()
+}
+
+/// A seeder of ut2004 with one big file, waiting until it announces it.
+fn big_seeder(catalog: &GameCatalog) -> (GamesFolder, TestPeer) {
+    let folder = GamesFolder::new();
+    folder
+        .add_payload(
+            "ut2004",
+            &[("big.bin", BIG_FILE_BYTES), ("small.txt", 1000)],
+            9,
+        )
+        .write_catalog_version("ut2004", catalog);
+    let peer = TestPeer::start(Some(folder.path()), catalog, &[]);
+    assert!(
+        peer.handle
+            .wait_until(Duration::from_secs(10), |s| s.local_games.len() == 1),
+        "the seeder never announced its game"
+    );
+    (folder, peer)
+}
+
+#[test]
+fn two_peers_see_each_others_shareable_games_only() {
+    let catalog = catalog();
+    let five = GamesFolder::five_states(&catalog);
+    let other = GamesFolder::new();
+    other
+        .add_payload("aoe2", &[("aoe2.zip", 4000)], 11)
+        .write_catalog_version("aoe2", &catalog);
+    let a = TestPeer::start(Some(five.path()), &catalog, &[]);
+    let b = TestPeer::start(Some(other.path()), &catalog, &[a.addr()]);
+    let a_addr = a.addr();
+    let b_addr = b.addr();
+    // B found A by address; A learns B's address the same way.
+    assert!(b.handle.wait_until(Duration::from_secs(10), |_| {
+        b.sees_games(a_addr, &["q3a", "ut2004"])
+    }));
+    a.handle.add_peer_blocking(&b_addr.to_string()).unwrap();
+    assert!(
+        a.handle
+            .wait_until(Duration::from_secs(10), |_| a.sees_games(b_addr, &["aoe2"]))
+    );
+    // Neither the outdated cs16 nor the incomplete aoe2 of A is announced.
+    let state = b.handle.state();
+    let seen_a = state.peers.values().find(|p| p.addr == a_addr).unwrap();
+    assert!(
+        seen_a
+            .games
+            .iter()
+            .all(|g| g.id.as_str() != "cs16" && g.id.as_str() != "aoe2")
+    );
+    assert!(seen_a.same_catalog);
+    let ut = seen_a
+        .games
+        .iter()
+        .find(|g| g.id.as_str() == "ut2004")
+        .unwrap();
+    assert_eq!(ut.total_bytes, 305_000);
+}
+
+#[test]
+fn a_game_under_an_operation_disappears_from_peers_and_comes_back() {
+    let catalog = catalog();
+    let five = GamesFolder::five_states(&catalog);
+    let a = TestPeer::start(Some(five.path()), &catalog, &[]);
+    let b = TestPeer::start(None, &catalog, &[a.addr()]);
+    let a_addr = a.addr();
+    assert!(b.handle.wait_until(Duration::from_secs(10), |_| {
+        b.sees_games(a_addr, &["q3a", "ut2004"])
+    }));
+
+    let rt = runtime();
+    let transfers = a.handle.transfers().clone();
+    let operation = rt
+        .block_on(transfers.begin_operation(&game("ut2004")))
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        b.handle
+            .wait_until(Duration::from_secs(3), |_| b.sees_games(a_addr, &["q3a"]))
+    );
+    eprintln!("hidden from the peer after {:?}", started.elapsed());
+    drop(operation);
+    assert!(b.handle.wait_until(Duration::from_secs(3), |_| {
+        b.sees_games(a_addr, &["q3a", "ut2004"])
+    }));
+}
+
+#[test]
+fn an_operation_cancels_a_live_transfer_within_a_second_and_waits_for_zero() {
+    let catalog = catalog();
+    let (_folder, seeder) = big_seeder(&catalog);
+    let ut = game("ut2004");
+    let version = catalog.expected_version(&ut).unwrap().clone();
+    let transfers = seeder.handle.transfers().clone();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(seeder.addr()).await;
+        let mut recv = client
+            .open_chunk(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64)
+            .await
+            .unwrap();
+        let mut first = vec![0u8; 64 * 1024];
+        read_exact(&mut recv, &mut first).await.unwrap();
+        // The receiver now stops reading. Give the server time to fill the
+        // flow-control window, so it is blocked in a send, not a disk read.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(transfers.snapshot().outbound_count(&ut), 1);
+
+        let started = Instant::now();
+        let operation =
+            tokio::time::timeout(Duration::from_secs(1), transfers.begin_operation(&ut))
+                .await
+                .expect("the operation proceeds within a second")
+                .unwrap();
+        let waited = started.elapsed();
+        assert_eq!(transfers.snapshot().outbound_count(&ut), 0);
+        eprintln!("operation proceeded {waited:?} after it started");
+
+        // The receiver learns why: a reset with the cancellation code.
+        let mut rest = vec![0u8; BIG_FILE_BYTES - first.len()];
+        match read_exact(&mut recv, &mut rest).await {
+            Err(ClientError::Reset(code)) => assert_eq!(code, u64::from(RESET_CANCELLED)),
+            other => panic!("expected a reset, got {other:?}"),
+        }
+        // While the operation runs, new requests are refused as busy.
+        let err = client
+            .chunk(&ut, &version, "small.txt", 0, 10)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Busy));
+        drop(operation);
+        let bytes = client
+            .chunk(&ut, &version, "small.txt", 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(bytes.len(), 10);
+    });
+}
+
+#[test]
+fn a_receiver_that_stops_reading_does_not_hold_the_transfer_forever() {
+    let catalog = catalog();
+    let (_folder, seeder) = big_seeder(&catalog);
+    let ut = game("ut2004");
+    let version = catalog.expected_version(&ut).unwrap().clone();
+    let transfers = seeder.handle.transfers().clone();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(seeder.addr()).await;
+        let mut recv = client
+            .open_chunk(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64)
+            .await
+            .unwrap();
+        let mut first = vec![0u8; 1024];
+        read_exact(&mut recv, &mut first).await.unwrap();
+        assert_eq!(transfers.snapshot().outbound_count(&ut), 1);
+        let stalled_at = Instant::now();
+        let mut updates = transfers.subscribe();
+        tokio::time::timeout(
+            lanspread_net::serve::STALL_TIMEOUT + Duration::from_secs(5),
+            updates.wait_for(|s| s.outbound_count(&ut) == 0),
+        )
+        .await
+        .expect("the stalled transfer is given up")
+        .unwrap();
+        eprintln!("stalled transfer ended after {:?}", stalled_at.elapsed());
+        let mut rest = vec![0u8; BIG_FILE_BYTES - first.len()];
+        match read_exact(&mut recv, &mut rest).await {
+            Err(ClientError::Reset(code)) => assert_eq!(code, u64::from(RESET_STALLED)),
+            other => panic!("expected a reset, got {other:?}"),
+        }
+    });
+}
+
+/// Sends raw bytes as a request and reads the first response frame.
+async fn raw(client: &PeerClient, bytes: &[u8]) -> Response {
+    let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    let _ = send.finish();
+    proto::read_frame(&mut recv, MAX_RESPONSE_FRAME_BYTES)
+        .await
+        .unwrap()
+}
+
+async fn framed(request: &Request) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    proto::write_frame(&mut bytes, request).await.unwrap();
+    bytes
+}
+
+fn code_of(response: &Response) -> ErrorCode {
+    match response {
+        Response::Error(error) => error.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
+    let catalog = catalog();
+    let (folder, seeder) = big_seeder(&catalog);
+    let ut = game("ut2004");
+    let version = catalog.expected_version(&ut).unwrap().clone();
+    // A secret beside the games folder that no request may reach.
+    std::fs::write(folder.path().join("secret.txt"), b"top secret").unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let hostile = connect(seeder.addr()).await;
+        let chunk = |path: &str, version: &GameVersion| Request::Chunk {
+            game: ut.clone(),
+            version: version.clone(),
+            path: path.to_owned(),
+            offset: 0,
+            len: 5,
+        };
+        let cases = [
+            (chunk("../secret.txt", &version), ErrorCode::BadPath),
+            (chunk("../../etc/passwd", &version), ErrorCode::BadPath),
+            (chunk("/etc/passwd", &version), ErrorCode::BadPath),
+            (chunk("C:/Windows/win.ini", &version), ErrorCode::BadPath),
+            (chunk("version.ini", &version), ErrorCode::NotInManifest),
+            (chunk("not-there.bin", &version), ErrorCode::NotInManifest),
+            (
+                chunk("small.txt", &GameVersion::parse("19990101").unwrap()),
+                ErrorCode::WrongVersion,
+            ),
+            (
+                Request::Chunk {
+                    game: ut.clone(),
+                    version: version.clone(),
+                    path: "small.txt".into(),
+                    offset: 999,
+                    len: 5,
+                },
+                ErrorCode::BadRequest,
+            ),
+            (
+                Request::Manifest {
+                    game: game("not-in-catalog"),
+                    version: version.clone(),
+                },
+                ErrorCode::UnknownGame,
+            ),
+            (
+                Request::Manifest {
+                    game: game("cs16"),
+                    version: catalog.expected_version(&game("cs16")).unwrap().clone(),
+                },
+                ErrorCode::WrongVersion,
+            ),
+        ];
+        for (request, expected) in cases {
+            let response = raw(&hostile, &framed(&request).await).await;
+            assert_eq!(code_of(&response), expected, "{request:?}");
+        }
+        // An oversized frame is refused from its length prefix alone.
+        let mut oversized = (proto::MAX_REQUEST_FRAME_BYTES + 1).to_le_bytes().to_vec();
+        oversized.extend_from_slice(&[0u8; 64]);
+        assert_eq!(
+            code_of(&raw(&hostile, &oversized).await),
+            ErrorCode::FrameTooLarge
+        );
+        // Garbage that is not a request.
+        assert_eq!(
+            code_of(&raw(&hostile, &[4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).await),
+            ErrorCode::BadRequest
+        );
+
+        // Too many requests at once: hold long-polls open, then one more.
+        let (revision, _) = hostile.library(None).await.unwrap();
+        let mut held = Vec::new();
+        for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+            let (mut send, recv) = hostile.connection().open_bi().await.unwrap();
+            let poll = framed(&Request::Library {
+                newer_than: Some(revision),
+            })
+            .await;
+            send.write_all(&poll).await.unwrap();
+            let _ = send.finish();
+            held.push((send, recv));
+        }
+        // Give the server a moment to take them all in.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let over = raw(
+            &hostile,
+            &framed(&Request::Library { newer_than: None }).await,
+        )
+        .await;
+        assert_eq!(code_of(&over), ErrorCode::TooManyStreams);
+        drop(held);
+
+        // Nothing was written anywhere, and the server still serves others.
+        assert_eq!(
+            std::fs::read(folder.path().join("secret.txt")).unwrap(),
+            b"top secret"
+        );
+        let honest = connect(seeder.addr()).await;
+        let manifest = honest.manifest(&ut, &version).await.unwrap();
+        let entry = manifest
+            .files
+            .iter()
+            .find(|f| f.path.as_str() == "small.txt")
+            .unwrap();
+        let bytes = honest
+            .chunk(&ut, &version, "small.txt", 0, entry.len_bytes)
+            .await
+            .unwrap();
+        assert_eq!(lanspread_core::Blake3Hash::of(&bytes), entry.hash);
+        let on_disk = std::fs::read(folder.game_dir("ut2004").join("small.txt")).unwrap();
+        assert_eq!(bytes, on_disk);
+    });
+}
