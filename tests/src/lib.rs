@@ -8,6 +8,8 @@
 //! the panic message says which step.
 #![allow(clippy::expect_used)]
 
+pub mod lab;
+
 use std::path::{Path, PathBuf};
 
 use std::net::SocketAddr;
@@ -134,11 +136,18 @@ impl TestPeer {
         self.handle.listen_addr()
     }
 
-    /// Whether this peer sees a peer at `addr` announcing exactly `games`.
-    pub fn sees_games(&self, addr: SocketAddr, games: &[&str]) -> bool {
-        let state = self.handle.state();
-        state.peers.values().any(|p| {
-            p.addr == addr && p.games.iter().map(|g| g.id.as_str()).collect::<Vec<_>>() == games
+    /// Blocks until this peer sees a peer at `addr` announcing exactly
+    /// `games` (ids in order), for at most `timeout`; returns whether it did.
+    pub fn waits_to_see(
+        &self,
+        addr: SocketAddr,
+        games: &[&str],
+        timeout: std::time::Duration,
+    ) -> bool {
+        self.handle.wait_until(timeout, |state| {
+            state.peers.values().any(|p| {
+                p.addr == addr && p.games.iter().map(|g| g.id.as_str()).collect::<Vec<_>>() == games
+            })
         })
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lanspread_core::{GameCatalog, GameId, GameVersion};
+use lanspread_net::Command;
 use lanspread_net::client::{ClientError, PeerClient, read_exact};
 use lanspread_net::endpoint::{MAX_REQUESTS_PER_CONNECTION, TlsIdentity, open_endpoint};
 use lanspread_net::proto::{
@@ -74,14 +75,9 @@ fn two_peers_see_each_others_shareable_games_only() {
     let a_addr = a.addr();
     let b_addr = b.addr();
     // B found A by address; A learns B's address the same way.
-    assert!(b.handle.wait_until(Duration::from_secs(10), |_| {
-        b.sees_games(a_addr, &["q3a", "ut2004"])
-    }));
+    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(10)));
     a.handle.add_peer_blocking(&b_addr.to_string()).unwrap();
-    assert!(
-        a.handle
-            .wait_until(Duration::from_secs(10), |_| a.sees_games(b_addr, &["aoe2"]))
-    );
+    assert!(a.waits_to_see(b_addr, &["aoe2"], Duration::from_secs(10)));
     // Neither the outdated cs16 nor the incomplete aoe2 of A is announced.
     let state = b.handle.state();
     let seen_a = state.peers.values().find(|p| p.addr == a_addr).unwrap();
@@ -98,6 +94,21 @@ fn two_peers_see_each_others_shareable_games_only() {
         .find(|g| g.id.as_str() == "ut2004")
         .unwrap();
     assert_eq!(ut.total_bytes, 305_000);
+
+    // A's library changes: a new game appears, and B sees it promptly.
+    five.add_payload("bf2", &[("bf2.zip", 3000)], 12)
+        .write_catalog_version("bf2", &catalog);
+    a.handle.send(Command::Rescan).unwrap();
+    let changed = Instant::now();
+    assert!(b.waits_to_see(a_addr, &["bf2", "q3a", "ut2004"], Duration::from_secs(3)));
+    eprintln!("library change seen after {:?}", changed.elapsed());
+
+    // A stops: it drops off B's list.
+    drop(a);
+    assert!(
+        b.handle
+            .wait_until(Duration::from_secs(5), |s| s.peers.is_empty())
+    );
 }
 
 #[test]
@@ -107,9 +118,7 @@ fn a_game_under_an_operation_disappears_from_peers_and_comes_back() {
     let a = TestPeer::start(Some(five.path()), &catalog, &[]);
     let b = TestPeer::start(None, &catalog, &[a.addr()]);
     let a_addr = a.addr();
-    assert!(b.handle.wait_until(Duration::from_secs(10), |_| {
-        b.sees_games(a_addr, &["q3a", "ut2004"])
-    }));
+    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(10)));
 
     let rt = runtime();
     let transfers = a.handle.transfers().clone();
@@ -117,15 +126,10 @@ fn a_game_under_an_operation_disappears_from_peers_and_comes_back() {
         .block_on(transfers.begin_operation(&game("ut2004")))
         .unwrap();
     let started = Instant::now();
-    assert!(
-        b.handle
-            .wait_until(Duration::from_secs(3), |_| b.sees_games(a_addr, &["q3a"]))
-    );
+    assert!(b.waits_to_see(a_addr, &["q3a"], Duration::from_secs(3)));
     eprintln!("hidden from the peer after {:?}", started.elapsed());
     drop(operation);
-    assert!(b.handle.wait_until(Duration::from_secs(3), |_| {
-        b.sees_games(a_addr, &["q3a", "ut2004"])
-    }));
+    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(3)));
 }
 
 #[test]
