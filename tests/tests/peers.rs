@@ -357,3 +357,62 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
         assert_eq!(bytes, on_disk);
     });
 }
+
+#[test]
+fn state_changes_wake_the_gui_and_upload_counts_are_published() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let catalog = catalog();
+    let (_folder, seeder) = big_seeder(&catalog);
+    let ut = game("ut2004");
+    let version = catalog.expected_version(&ut).unwrap().clone();
+
+    // A GUI-like peer: its repaint hook runs when its state changes.
+    let repaints = Arc::new(AtomicUsize::new(0));
+    let hook = {
+        let repaints = repaints.clone();
+        Arc::new(move || {
+            repaints.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let mut config = lanspread_net::PeerConfig::loopback(catalog.clone());
+    config.manual_peers = vec![seeder.addr().to_string()];
+    let gui = lanspread_net::PeerHandle::start(config, Some(hook)).unwrap();
+    assert!(gui.wait_until(Duration::from_secs(10), |s| s.peers.len() == 1));
+    assert!(repaints.load(Ordering::SeqCst) > 0);
+
+    // An upload shows up in the seeder's published state and as an event.
+    let mut events = seeder.handle.subscribe_events();
+    let mut state = seeder.handle.watch_state();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(seeder.addr()).await;
+        let mut recv = client
+            .open_chunk(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64)
+            .await
+            .unwrap();
+        let mut first = vec![0u8; 1024];
+        read_exact(&mut recv, &mut first).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            state.wait_for(|s| s.transfers.outbound_count(&ut) == 1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let seen_event = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                if let Ok(lanspread_net::Event::Transfers(snapshot)) = events.recv().await
+                    && snapshot.outbound_count(&ut) == 1
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(seen_event.is_ok(), "no upload-count event");
+        drop(recv);
+        drop(client);
+    });
+}
