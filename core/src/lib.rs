@@ -5,21 +5,27 @@
 //! version of each is the right one ([`catalog`]), what the games folder holds
 //! ([`library`], laid out as [`layout`] says), what the files of a game
 //! version are ([`manifest`]), which paths are safe ([`paths`]), what is
-//! remembered across runs ([`store`]), and who may touch a game right now
-//! ([`transfers`]). The network (`lanspread-net`) and the window
+//! remembered across runs ([`store`]), who may touch a game right now
+//! ([`transfers`]), which peers agree on a version ([`vote`]), which chunk to
+//! fetch from whom ([`schedule`]), and how installs, removals and updates
+//! change the disk safely ([`ops`], [`archive`]). The network (`lanspread-net`) and the window
 //! (`lanspread`) act on these decisions.
 //!
 //! Never add a dependency on a socket, an async network stack or a GUI here.
 //! tokio is used only for its synchronisation primitives.
 
+pub mod archive;
 pub mod catalog;
 pub mod layout;
 pub mod library;
 pub mod manifest;
+pub mod ops;
 pub mod paths;
+pub mod schedule;
 pub mod store;
 pub mod transfers;
 pub mod version;
+pub mod vote;
 
 pub use catalog::{CatalogEntry, CatalogError, GameCatalog, GameId};
 pub use library::{GameState, LibraryScan, LocalGame, PayloadState, SharedGame};

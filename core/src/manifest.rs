@@ -249,10 +249,7 @@ pub fn build_manifest(
     version: &GameVersion,
     store: &Store,
 ) -> Result<ManifestBuild, ManifestError> {
-    let mut found = Vec::new();
-    collect_payload_files(game_dir, game_dir, true, &mut found)?;
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-
+    let found = payload_files(game_dir)?;
     let mut files = Vec::with_capacity(found.len());
     let mut fresh: Vec<(String, CachedFileHashes)> = Vec::new();
     let mut hashed_bytes = 0;
@@ -364,6 +361,15 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize
         }
     }
     Ok(filled)
+}
+
+/// The payload files of a game folder (as a manifest would list them), with
+/// their paths on disk, sorted by path.
+pub fn payload_files(game_dir: &Path) -> Result<Vec<(RelPath, PathBuf)>, ManifestError> {
+    let mut found = Vec::new();
+    collect_payload_files(game_dir, game_dir, true, &mut found)?;
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
 }
 
 fn collect_payload_files(

@@ -111,6 +111,8 @@ pub struct Store {
     settings: Table,
     manifest_cache: Table,
     meta: Table,
+    journals: Table,
+    intents: Table,
     data_dir: PathBuf,
 }
 
@@ -147,12 +149,16 @@ impl Store {
         #[allow(unsafe_code)]
         let env = unsafe { options.open(&dir) }.map_err(open_err)?;
         let wtxn = env.write_txn()?;
-        let (settings, manifest_cache, meta) = env
+        let [settings, manifest_cache, meta, journals, intents] = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
-                let settings = opener.create_database::<Str, Bytes>(wtxn, Some("settings"))?;
-                let cache = opener.create_database::<Str, Bytes>(wtxn, Some("manifest_cache"))?;
-                let meta = opener.create_database::<Str, Bytes>(wtxn, Some("meta"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((settings, cache, meta)))
+                let mut tables = Vec::new();
+                for name in ["settings", "manifest_cache", "meta", "journals", "intents"] {
+                    tables.push(opener.create_database::<Str, Bytes>(wtxn, Some(name))?);
+                }
+                let tables: [_; 5] = tables
+                    .try_into()
+                    .map_err(|_| heed::Error::Io(std::io::Error::other("table count")))?;
+                Ok(CommitOrAbort::<_, ()>::Commit(tables))
             })?
             .unwrap_commit();
         Ok(Self {
@@ -160,6 +166,8 @@ impl Store {
             settings,
             manifest_cache,
             meta,
+            journals,
+            intents,
             data_dir: data_dir.to_path_buf(),
         })
     }
@@ -266,6 +274,94 @@ impl Store {
         }
         wtxn.commit()?;
         Ok(())
+    }
+
+    /// A value of the `journals` or `intents` table, decoded.
+    fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        match table.get(&rtxn, key)? {
+            None => Ok(None),
+            Some(bytes) => postcard::from_bytes(bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    table: name,
+                    message: e.to_string(),
+                }),
+        }
+    }
+
+    fn put_record<T: Serialize>(
+        &self,
+        table: Table,
+        name: &'static str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = postcard::to_allocvec(value).map_err(|e| StoreError::Corrupt {
+            table: name,
+            message: e.to_string(),
+        })?;
+        let mut wtxn = self.env.write_txn()?;
+        table.put(&mut wtxn, key, &bytes)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    fn delete_record(&self, table: Table, key: &str) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        table.delete(&mut wtxn, key)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// The download journal of a game, if one was kept.
+    pub fn journal<T: serde::de::DeserializeOwned>(
+        &self,
+        game: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_record(self.journals, "journals", game)
+    }
+
+    /// Replaces a game's download journal (one transaction: call it for a
+    /// batch of verified chunks, not for each).
+    pub fn put_journal<T: Serialize>(&self, game: &str, journal: &T) -> Result<(), StoreError> {
+        self.put_record(self.journals, "journals", game, journal)
+    }
+
+    pub fn delete_journal(&self, game: &str) -> Result<(), StoreError> {
+        self.delete_record(self.journals, game)
+    }
+
+    /// The intent recorded for a game's unfinished operation.
+    pub fn intent<T: serde::de::DeserializeOwned>(
+        &self,
+        game: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_record(self.intents, "intents", game)
+    }
+
+    pub fn put_intent<T: Serialize>(&self, game: &str, intent: &T) -> Result<(), StoreError> {
+        self.put_record(self.intents, "intents", game, intent)
+    }
+
+    pub fn clear_intent(&self, game: &str) -> Result<(), StoreError> {
+        self.delete_record(self.intents, game)
+    }
+
+    /// Every game with a recorded intent.
+    pub fn intent_games(&self) -> Result<Vec<String>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        let mut games = Vec::new();
+        for entry in self.intents.iter(&rtxn)? {
+            let (key, _) = entry?;
+            games.push(key.to_owned());
+        }
+        Ok(games)
     }
 
     /// Number of files in the manifest cache.

@@ -1,0 +1,380 @@
+//! Unpacking a payload into a folder: zip, 7z, tar (plain, gzip, zstd) with
+//! pure-Rust crates; any other file is copied as it is.
+//!
+//! Every entry path goes through the one path validation function before
+//! anything is written, so an entry such as `../../evil` is an error and
+//! nothing lands outside the target. Links inside archives are refused: a
+//! link is the other classic way out of the target folder.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::paths::{PathError, RelPath, validate_relative_path};
+
+/// What kind of file a payload file is, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    Zip,
+    SevenZip,
+    Tar,
+    TarGz,
+    TarZst,
+    /// Copied into place as it is.
+    Plain,
+}
+
+impl PayloadKind {
+    pub fn of(name: &str) -> Self {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".zip") {
+            Self::Zip
+        } else if lower.ends_with(".7z") {
+            Self::SevenZip
+        } else if lower.ends_with(".tar") {
+            Self::Tar
+        } else if lower.ends_with(".tar.gz") || lower.ends_with(".tgz") {
+            Self::TarGz
+        } else if lower.ends_with(".tar.zst") || lower.ends_with(".tzst") {
+            Self::TarZst
+        } else {
+            Self::Plain
+        }
+    }
+}
+
+/// Why unpacking failed. Nothing is written outside the target either way.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("{archive}: entry {entry:?} is not a safe path: {reason}")]
+    UnsafeEntry {
+        archive: String,
+        entry: String,
+        reason: PathError,
+    },
+    #[error("{archive}: entry {entry:?} is a link; archives with links are not installed")]
+    Link { archive: String, entry: String },
+    #[error("{archive}: {message}")]
+    Corrupt { archive: String, message: String },
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> UnpackError + '_ {
+    move |source| UnpackError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Validates an archive entry name. Archivers on Windows sometimes write
+/// `\` separators; they are read as `/` before the one validation function
+/// decides (so `..\..\evil` is refused like `../../evil`).
+/// `Ok(None)` for the archive's own root (`./`), which needs no entry.
+fn entry_path(archive: &Path, raw: &str) -> Result<Option<RelPath>, UnpackError> {
+    let normalised = raw.replace('\\', "/");
+    let trimmed = normalised.trim_end_matches('/');
+    let trimmed = trimmed.strip_prefix("./").unwrap_or(trimmed);
+    if trimmed == "." {
+        return Ok(None);
+    }
+    validate_relative_path(trimmed)
+        .map(Some)
+        .map_err(|reason| UnpackError::UnsafeEntry {
+            archive: archive.display().to_string(),
+            entry: raw.to_owned(),
+            reason,
+        })
+}
+
+fn write_entry(target: &Path, rel: &RelPath, reader: &mut dyn Read) -> Result<u64, UnpackError> {
+    let path = rel.join_to(target);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let mut file = File::create(&path).map_err(io_err(&path))?;
+    std::io::copy(reader, &mut file).map_err(io_err(&path))
+}
+
+fn make_dir(target: &Path, rel: &RelPath) -> Result<(), UnpackError> {
+    let path = rel.join_to(target);
+    std::fs::create_dir_all(&path).map_err(io_err(&path))
+}
+
+/// Unpacks (or copies) one payload file into `target`. `name` is the file's
+/// path relative to the payload root, used to place plain files.
+pub fn unpack_into(source: &Path, name: &RelPath, target: &Path) -> Result<u64, UnpackError> {
+    let corrupt = |message: String| UnpackError::Corrupt {
+        archive: source.display().to_string(),
+        message,
+    };
+    match PayloadKind::of(name.as_str()) {
+        PayloadKind::Plain => {
+            let mut file = File::open(source).map_err(io_err(source))?;
+            write_entry(target, name, &mut file)
+        }
+        PayloadKind::Zip => {
+            let file = File::open(source).map_err(io_err(source))?;
+            let mut archive =
+                zip::ZipArchive::new(BufReader::new(file)).map_err(|e| corrupt(e.to_string()))?;
+            let mut written = 0;
+            for index in 0..archive.len() {
+                let mut entry = archive
+                    .by_index(index)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
+                let Some(rel) = entry_path(source, &raw)? else {
+                    continue;
+                };
+                if entry.is_symlink() {
+                    return Err(UnpackError::Link {
+                        archive: source.display().to_string(),
+                        entry: raw,
+                    });
+                }
+                if entry.is_dir() {
+                    make_dir(target, &rel)?;
+                } else {
+                    written += write_entry(target, &rel, &mut entry)?;
+                }
+            }
+            Ok(written)
+        }
+        PayloadKind::SevenZip => {
+            let file = File::open(source).map_err(io_err(source))?;
+            let mut archive = sevenz_rust2::ArchiveReader::new(
+                BufReader::new(file),
+                sevenz_rust2::Password::empty(),
+            )
+            .map_err(|e| corrupt(e.to_string()))?;
+            let mut written = 0;
+            let mut failure = None;
+            archive
+                .for_each_entries(|entry, reader| {
+                    let result = entry_path(source, entry.name()).and_then(|rel| match rel {
+                        None => Ok(0),
+                        Some(rel) if entry.is_directory() => make_dir(target, &rel).map(|()| 0),
+                        Some(rel) => write_entry(target, &rel, reader),
+                    });
+                    match result {
+                        Ok(bytes) => {
+                            written += bytes;
+                            Ok(true)
+                        }
+                        Err(err) => {
+                            failure = Some(err);
+                            Ok(false)
+                        }
+                    }
+                })
+                .map_err(|e| corrupt(e.to_string()))?;
+            match failure {
+                Some(err) => Err(err),
+                None => Ok(written),
+            }
+        }
+        PayloadKind::Tar => unpack_tar(source, File::open(source).map_err(io_err(source))?, target),
+        PayloadKind::TarGz => {
+            let file = File::open(source).map_err(io_err(source))?;
+            unpack_tar(
+                source,
+                flate2::read::GzDecoder::new(BufReader::new(file)),
+                target,
+            )
+        }
+        PayloadKind::TarZst => {
+            let file = File::open(source).map_err(io_err(source))?;
+            let decoder = ruzstd::decoding::StreamingDecoder::new(BufReader::new(file))
+                .map_err(|e| corrupt(e.to_string()))?;
+            unpack_tar(source, decoder, target)
+        }
+    }
+}
+
+fn unpack_tar(source: &Path, reader: impl Read, target: &Path) -> Result<u64, UnpackError> {
+    let corrupt = |message: String| UnpackError::Corrupt {
+        archive: source.display().to_string(),
+        message,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut written = 0;
+    for entry in archive.entries().map_err(|e| corrupt(e.to_string()))? {
+        let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
+        {
+            continue;
+        }
+        let Some(rel) = entry_path(source, &raw)? else {
+            continue;
+        };
+        if kind.is_dir() {
+            make_dir(target, &rel)?;
+        } else if kind.is_file() || kind == tar::EntryType::Continuous {
+            written += write_entry(target, &rel, &mut entry)?;
+        } else if kind.is_symlink() || kind.is_hard_link() {
+            return Err(UnpackError::Link {
+                archive: source.display().to_string(),
+                entry: raw,
+            });
+        }
+        // Devices, FIFOs and other special entries are not game files.
+    }
+    Ok(written)
+}
+
+/// Unpacks every payload file of `payload_dir` (listed in `files`) into
+/// `target`, which must exist and be empty.
+pub fn unpack_payload(
+    payload_dir: &Path,
+    files: &[RelPath],
+    target: &Path,
+) -> Result<u64, UnpackError> {
+    let mut total = 0;
+    for rel in files {
+        let source: PathBuf = rel.join_to(payload_dir);
+        total += unpack_into(&source, rel, target)?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn kinds_by_name() {
+        assert_eq!(PayloadKind::of("Game.ZIP"), PayloadKind::Zip);
+        assert_eq!(PayloadKind::of("g.7z"), PayloadKind::SevenZip);
+        assert_eq!(PayloadKind::of("g.tar"), PayloadKind::Tar);
+        assert_eq!(PayloadKind::of("g.tgz"), PayloadKind::TarGz);
+        assert_eq!(PayloadKind::of("g.tar.gz"), PayloadKind::TarGz);
+        assert_eq!(PayloadKind::of("g.tar.zst"), PayloadKind::TarZst);
+        assert_eq!(PayloadKind::of("readme.txt"), PayloadKind::Plain);
+    }
+
+    fn tar_with(path: &str, data: &[u8]) -> Vec<u8> {
+        // Build the header by hand so hostile names reach the bytes as is.
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        let name = header.as_old_mut().name.as_mut();
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        let mut out = Vec::new();
+        {
+            let mut builder = tar::Builder::new(&mut out);
+            builder.append(&header, data).unwrap();
+            builder.finish().unwrap();
+        }
+        out
+    }
+
+    fn rel(s: &str) -> RelPath {
+        validate_relative_path(s).unwrap()
+    }
+
+    #[test]
+    fn every_format_unpacks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("Maps")).unwrap();
+        std::fs::write(src.join("Maps/deck.ut2"), b"deck").unwrap();
+        std::fs::write(src.join("game.exe"), b"exe").unwrap();
+
+        // zip
+        let mut zip_bytes = Vec::new();
+        {
+            let mut writer = zip::ZipWriter::new(std::io::Cursor::new(&mut zip_bytes));
+            let options = zip::write::SimpleFileOptions::default();
+            writer.add_directory("Maps/", options).unwrap();
+            writer.start_file("Maps/deck.ut2", options).unwrap();
+            writer.write_all(b"deck").unwrap();
+            writer.start_file("game.exe", options).unwrap();
+            writer.write_all(b"exe").unwrap();
+            writer.finish().unwrap();
+        }
+        std::fs::write(tmp.path().join("g.zip"), &zip_bytes).unwrap();
+        // 7z
+        sevenz_rust2::compress_to_path(&src, tmp.path().join("g.7z")).unwrap();
+        // tar, tar.gz, tar.zst
+        let mut tar_bytes = Vec::new();
+        {
+            let mut builder = tar::Builder::new(&mut tar_bytes);
+            builder.append_dir_all(".", &src).unwrap();
+            builder.finish().unwrap();
+        }
+        std::fs::write(tmp.path().join("g.tar"), &tar_bytes).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar_bytes).unwrap();
+        std::fs::write(tmp.path().join("g.tar.gz"), gz.finish().unwrap()).unwrap();
+        let zst = ruzstd::encoding::compress_to_vec(
+            tar_bytes.as_slice(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        std::fs::write(tmp.path().join("g.tar.zst"), zst).unwrap();
+
+        for name in ["g.zip", "g.7z", "g.tar", "g.tar.gz", "g.tar.zst"] {
+            let target = tmp.path().join(format!("out-{name}"));
+            std::fs::create_dir(&target).unwrap();
+            unpack_into(&tmp.path().join(name), &rel(name), &target).unwrap();
+            assert_eq!(
+                std::fs::read(target.join("Maps/deck.ut2")).unwrap(),
+                b"deck",
+                "{name}"
+            );
+            assert_eq!(
+                std::fs::read(target.join("game.exe")).unwrap(),
+                b"exe",
+                "{name}"
+            );
+        }
+        // A plain file keeps its place in the payload.
+        let target = tmp.path().join("out-plain");
+        std::fs::create_dir(&target).unwrap();
+        unpack_into(&src.join("Maps/deck.ut2"), &rel("Maps/deck.ut2"), &target).unwrap();
+        assert_eq!(
+            std::fs::read(target.join("Maps/deck.ut2")).unwrap(),
+            b"deck"
+        );
+    }
+
+    #[test]
+    fn escaping_entries_are_refused_and_nothing_lands_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("game/local-tmp");
+        std::fs::create_dir_all(&target).unwrap();
+        for hostile in ["../../evil", "/abs/evil", "ok/../../evil", "..\\..\\evil"] {
+            let archive = tmp.path().join("evil.tar");
+            std::fs::write(&archive, tar_with(hostile, b"pwned")).unwrap();
+            let err = unpack_into(&archive, &rel("evil.tar"), &target).unwrap_err();
+            assert!(
+                matches!(err, UnpackError::UnsafeEntry { .. }),
+                "{hostile}: {err}"
+            );
+        }
+        let mut zip_bytes = Vec::new();
+        {
+            let mut writer = zip::ZipWriter::new(std::io::Cursor::new(&mut zip_bytes));
+            writer
+                .start_file("../../evil", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            writer.write_all(b"pwned").unwrap();
+            writer.finish().unwrap();
+        }
+        std::fs::write(tmp.path().join("evil.zip"), zip_bytes).unwrap();
+        let err = unpack_into(&tmp.path().join("evil.zip"), &rel("evil.zip"), &target).unwrap_err();
+        assert!(matches!(err, UnpackError::UnsafeEntry { .. }), "{err}");
+        assert!(!tmp.path().join("evil").exists());
+        assert!(!tmp.path().parent().unwrap().join("evil").exists());
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,560 @@
+//! Local game operations on disk: install, uninstall, remove, and swapping a
+//! new payload in. Each records its intent in the store first, moves things
+//! with renames (atomic on one filesystem), and clears the intent last, so a
+//! crash half-way is finished or rolled back by [`recover`] at the next
+//! start: never a half-deleted or half-swapped game.
+//!
+//! Every function takes the [`OperationGuard`] of the game: proof that
+//! `begin_operation` ran, so no upload of the game is live while it changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::{UnpackError, unpack_payload};
+use crate::catalog::GameId;
+use crate::layout::{self, INTERNAL_PREFIX, LOCAL_DIR};
+use crate::library::read_version_ini;
+use crate::manifest::{ManifestError, payload_files};
+use crate::store::{Store, StoreError};
+use crate::transfers::OperationGuard;
+use crate::version::{GameVersion, VERSION_INI};
+
+/// What an unfinished operation was doing, as recorded before it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Intent {
+    Install,
+    Uninstall,
+    Remove {
+        keep_local: bool,
+    },
+    /// Moving a downloaded payload from `staging` into the game folder.
+    Swap {
+        version: GameVersion,
+        staging: PathBuf,
+    },
+}
+
+/// Why an operation failed. What it changed is rolled back before it returns
+/// (or, after a crash, by [`recover`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("{0} has no complete payload here (no version.ini); download it first")]
+    NoPayload(GameId),
+    #[error("{0} is not installed")]
+    NotInstalled(GameId),
+    #[error("{0} is not on this PC")]
+    NotHere(GameId),
+    #[error("the operation guard is for {guard}, not {game}")]
+    WrongGuard { guard: GameId, game: GameId },
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    #[error(transparent)]
+    Payload(#[from] ManifestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io<'p>(action: &'static str, path: &'p Path) -> impl Fn(std::io::Error) -> OpError + 'p {
+    move |source| OpError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn check_guard(guard: &OperationGuard, game: &GameId) -> Result<(), OpError> {
+    if guard.game() == game {
+        Ok(())
+    } else {
+        Err(OpError::WrongGuard {
+            guard: guard.game().clone(),
+            game: game.clone(),
+        })
+    }
+}
+
+/// Folders the operations use, all inside the games folder (one filesystem,
+/// so every move is a rename).
+struct Places {
+    game: PathBuf,
+    local: PathBuf,
+    install_tmp: PathBuf,
+    local_old: PathBuf,
+    local_trash: PathBuf,
+    removed: PathBuf,
+    replaced: PathBuf,
+}
+
+impl Places {
+    fn new(games_dir: &Path, id: &GameId) -> Self {
+        let game = layout::game_dir(games_dir, id);
+        Self {
+            local: game.join(LOCAL_DIR),
+            install_tmp: game.join(format!("{INTERNAL_PREFIX}-install")),
+            local_old: game.join(format!("{INTERNAL_PREFIX}-local-old")),
+            local_trash: game.join(format!("{INTERNAL_PREFIX}-local-trash")),
+            removed: games_dir.join(format!("{INTERNAL_PREFIX}-removed-{id}")),
+            replaced: games_dir.join(format!("{INTERNAL_PREFIX}-replaced-{id}")),
+            game,
+        }
+    }
+}
+
+fn remove_dir_if_exists(path: &Path) -> Result<(), OpError> {
+    match std::fs::remove_dir_all(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io("deleting", path)(err)),
+        _ => Ok(()),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), OpError> {
+    std::fs::rename(from, to).map_err(io("moving", from))
+}
+
+/// Writes `version.ini` atomically: a temporary file, flushed, then renamed.
+pub fn write_version_ini(game_dir: &Path, version: &GameVersion) -> Result<(), OpError> {
+    let tmp = game_dir.join(format!("{INTERNAL_PREFIX}-version.tmp"));
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp).map_err(io("writing", &tmp))?;
+        file.write_all(version.to_ini().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io("writing", &tmp))?;
+    }
+    rename(&tmp, &game_dir.join(VERSION_INI))
+}
+
+/// Unpacks the payload into `local/` (through a temporary folder renamed
+/// into place when complete). A previous `local/` is replaced only once the
+/// new one is whole.
+pub fn install(
+    games_dir: &Path,
+    id: &GameId,
+    store: &Store,
+    guard: &OperationGuard,
+) -> Result<u64, OpError> {
+    check_guard(guard, id)?;
+    let places = Places::new(games_dir, id);
+    if read_version_ini(&places.game.join(VERSION_INI))
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        return Err(OpError::NoPayload(id.clone()));
+    }
+    let files: Vec<_> = payload_files(&places.game)?
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .collect();
+    store.put_intent(id.as_str(), &Intent::Install)?;
+    remove_dir_if_exists(&places.install_tmp)?;
+    std::fs::create_dir_all(&places.install_tmp).map_err(io("creating", &places.install_tmp))?;
+    let unpacked = match unpack_payload(&places.game, &files, &places.install_tmp) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            remove_dir_if_exists(&places.install_tmp)?;
+            store.clear_intent(id.as_str())?;
+            return Err(err.into());
+        }
+    };
+    if places.local.exists() {
+        remove_dir_if_exists(&places.local_old)?;
+        rename(&places.local, &places.local_old)?;
+    }
+    rename(&places.install_tmp, &places.local)?;
+    remove_dir_if_exists(&places.local_old)?;
+    store.clear_intent(id.as_str())?;
+    Ok(unpacked)
+}
+
+/// Deletes `local/` only; the payload stays and is still shared.
+pub fn uninstall(
+    games_dir: &Path,
+    id: &GameId,
+    store: &Store,
+    guard: &OperationGuard,
+) -> Result<(), OpError> {
+    check_guard(guard, id)?;
+    let places = Places::new(games_dir, id);
+    if !places.local.is_dir() {
+        return Err(OpError::NotInstalled(id.clone()));
+    }
+    store.put_intent(id.as_str(), &Intent::Uninstall)?;
+    remove_dir_if_exists(&places.local_trash)?;
+    rename(&places.local, &places.local_trash)?;
+    remove_dir_if_exists(&places.local_trash)?;
+    store.clear_intent(id.as_str())?;
+    Ok(())
+}
+
+/// Deletes the payload (and `local/` unless `keep_local`). The game folder
+/// leaves in one rename, so peers and scans never see half of it.
+pub fn remove(
+    games_dir: &Path,
+    id: &GameId,
+    keep_local: bool,
+    store: &Store,
+    guard: &OperationGuard,
+) -> Result<(), OpError> {
+    check_guard(guard, id)?;
+    let places = Places::new(games_dir, id);
+    if !places.game.is_dir() {
+        return Err(OpError::NotHere(id.clone()));
+    }
+    store.put_intent(id.as_str(), &Intent::Remove { keep_local })?;
+    remove_dir_if_exists(&places.removed)?;
+    rename(&places.game, &places.removed)?;
+    finish_remove(&places, keep_local)?;
+    store.clear_intent(id.as_str())?;
+    Ok(())
+}
+
+fn finish_remove(places: &Places, keep_local: bool) -> Result<(), OpError> {
+    let kept = places.removed.join(LOCAL_DIR);
+    if keep_local && kept.is_dir() {
+        std::fs::create_dir_all(&places.game).map_err(io("creating", &places.game))?;
+        if !places.local.exists() {
+            rename(&kept, &places.local)?;
+        }
+    }
+    remove_dir_if_exists(&places.removed)
+}
+
+/// Moves a complete, verified payload from `staging` into the game folder,
+/// keeping `local/`, and writes `version.ini` last. The old payload (if any)
+/// leaves in one rename and is deleted after the new one is in place.
+pub fn swap_in(
+    games_dir: &Path,
+    id: &GameId,
+    staging: &Path,
+    version: &GameVersion,
+    store: &Store,
+    guard: &OperationGuard,
+) -> Result<(), OpError> {
+    check_guard(guard, id)?;
+    store.put_intent(
+        id.as_str(),
+        &Intent::Swap {
+            version: version.clone(),
+            staging: staging.to_path_buf(),
+        },
+    )?;
+    let places = Places::new(games_dir, id);
+    remove_dir_if_exists(&places.replaced)?;
+    if places.game.exists() {
+        rename(&places.game, &places.replaced)?;
+    }
+    finish_swap(&places, staging, version)?;
+    store.clear_intent(id.as_str())?;
+    Ok(())
+}
+
+/// The idempotent second half of a swap: from any point after the old
+/// folder was moved aside, brings the game to "new payload, old local/,
+/// version.ini written". If the staged payload is gone and the new one is
+/// not in place, the old folder is put back instead (rolled back).
+fn finish_swap(places: &Places, staging: &Path, version: &GameVersion) -> Result<SwapEnd, OpError> {
+    if !places.game.exists() {
+        if staging.is_dir() {
+            rename(staging, &places.game)?;
+        } else if places.replaced.is_dir() {
+            rename(&places.replaced, &places.game)?;
+            return Ok(SwapEnd::RolledBack);
+        } else {
+            return Ok(SwapEnd::RolledBack);
+        }
+    }
+    let old_local = places.replaced.join(LOCAL_DIR);
+    if old_local.is_dir() && !places.local.exists() {
+        rename(&old_local, &places.local)?;
+    }
+    write_version_ini(&places.game, version)?;
+    remove_dir_if_exists(&places.replaced)?;
+    Ok(SwapEnd::Finished)
+}
+
+enum SwapEnd {
+    Finished,
+    RolledBack,
+}
+
+/// What recovery did for one game.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub game: String,
+    pub intent: Intent,
+    /// `true`: the operation was completed; `false`: undone.
+    pub finished: bool,
+}
+
+/// Finishes or rolls back every operation a crash interrupted. Run at start,
+/// before anything is served.
+pub fn recover(games_dir: &Path, store: &Store) -> Result<Vec<Recovered>, OpError> {
+    let mut done = Vec::new();
+    for game in store.intent_games()? {
+        let Ok(id) = GameId::parse(&game) else {
+            store.clear_intent(&game)?;
+            continue;
+        };
+        let Some(intent) = store.intent::<Intent>(&game)? else {
+            continue;
+        };
+        let places = Places::new(games_dir, &id);
+        let finished = match &intent {
+            Intent::Install => {
+                remove_dir_if_exists(&places.install_tmp)?;
+                if !places.local.exists() && places.local_old.is_dir() {
+                    rename(&places.local_old, &places.local)?;
+                    false
+                } else {
+                    let had_old = places.local_old.exists();
+                    remove_dir_if_exists(&places.local_old)?;
+                    had_old
+                }
+            }
+            Intent::Uninstall => {
+                let was_moved = places.local_trash.exists();
+                remove_dir_if_exists(&places.local_trash)?;
+                was_moved
+            }
+            Intent::Remove { keep_local } => {
+                let was_moved = places.removed.exists();
+                if was_moved {
+                    finish_remove(&places, *keep_local)?;
+                }
+                was_moved
+            }
+            Intent::Swap { version, staging } => {
+                if places.replaced.exists() || !places.game.exists() {
+                    matches!(finish_swap(&places, staging, version)?, SwapEnd::Finished)
+                } else {
+                    // The old folder was never moved: nothing happened yet.
+                    false
+                }
+            }
+        };
+        store.clear_intent(&game)?;
+        tracing::info!(game = %game, ?intent, finished, "recovered an interrupted operation");
+        done.push(Recovered {
+            game,
+            intent,
+            finished,
+        });
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfers::OutboundTransfers;
+
+    fn id(s: &str) -> GameId {
+        GameId::parse(s).unwrap()
+    }
+
+    struct Setup {
+        _tmp: tempfile::TempDir,
+        games: PathBuf,
+        store: Store,
+        transfers: OutboundTransfers,
+    }
+
+    fn setup() -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let games = tmp.path().join("games");
+        let game = games.join("ut2004");
+        std::fs::create_dir_all(game.join("Maps")).unwrap();
+        std::fs::write(game.join("Maps/deck.ut2"), b"deck").unwrap();
+        std::fs::write(game.join("readme.txt"), b"hi").unwrap();
+        std::fs::write(game.join("version.ini"), b"1").unwrap();
+        let store = Store::open(&tmp.path().join("data")).unwrap();
+        Setup {
+            _tmp: tmp,
+            games,
+            store,
+            transfers: OutboundTransfers::new(),
+        }
+    }
+
+    fn op(s: &Setup, game: &str) -> OperationGuard {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(s.transfers.begin_operation(&id(game))).unwrap()
+    }
+
+    #[test]
+    fn install_uninstall_remove() {
+        let s = setup();
+        let ut = id("ut2004");
+        let guard = op(&s, "ut2004");
+        install(&s.games, &ut, &s.store, &guard).unwrap();
+        let local = s.games.join("ut2004/local");
+        assert_eq!(std::fs::read(local.join("Maps/deck.ut2")).unwrap(), b"deck");
+        // Reinstalling replaces local/ whole.
+        std::fs::write(local.join("savegame"), b"x").unwrap();
+        install(&s.games, &ut, &s.store, &guard).unwrap();
+        assert!(!local.join("savegame").exists());
+        uninstall(&s.games, &ut, &s.store, &guard).unwrap();
+        assert!(!local.exists());
+        assert!(s.games.join("ut2004/version.ini").exists());
+        assert!(matches!(
+            uninstall(&s.games, &ut, &s.store, &guard),
+            Err(OpError::NotInstalled(_))
+        ));
+        install(&s.games, &ut, &s.store, &guard).unwrap();
+        remove(&s.games, &ut, true, &s.store, &guard).unwrap();
+        assert!(local.join("readme.txt").exists());
+        assert!(!s.games.join("ut2004/version.ini").exists());
+        assert!(!s.games.join("ut2004/readme.txt").exists());
+        remove(&s.games, &ut, false, &s.store, &guard).unwrap();
+        assert!(!s.games.join("ut2004").exists());
+        assert!(s.store.intent_games().unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(&s.games).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_guard_for_another_game_is_refused() {
+        let s = setup();
+        let guard = op(&s, "cs16");
+        assert!(matches!(
+            install(&s.games, &id("ut2004"), &s.store, &guard),
+            Err(OpError::WrongGuard { .. })
+        ));
+    }
+
+    #[test]
+    fn a_failed_install_leaves_nothing_behind() {
+        let s = setup();
+        let game = s.games.join("ut2004");
+        std::fs::write(game.join("broken.zip"), b"not a zip").unwrap();
+        let guard = op(&s, "ut2004");
+        assert!(install(&s.games, &id("ut2004"), &s.store, &guard).is_err());
+        assert!(!game.join("local").exists());
+        assert!(!game.join(".lanspread-install").exists());
+        assert!(s.store.intent_games().unwrap().is_empty());
+    }
+
+    #[test]
+    fn swap_keeps_local_and_writes_version_last() {
+        let s = setup();
+        let ut = id("ut2004");
+        let guard = op(&s, "ut2004");
+        install(&s.games, &ut, &s.store, &guard).unwrap();
+        let staging = s.games.join(".lanspread-staging/ut2004");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("new.pak"), b"new").unwrap();
+        let v2 = GameVersion::parse("2").unwrap();
+        swap_in(&s.games, &ut, &staging, &v2, &s.store, &guard).unwrap();
+        let game = s.games.join("ut2004");
+        assert_eq!(std::fs::read(game.join("new.pak")).unwrap(), b"new");
+        assert!(!game.join("readme.txt").exists());
+        assert!(game.join("local/readme.txt").exists());
+        assert_eq!(
+            read_version_ini(&game.join("version.ini")).unwrap(),
+            Some(v2)
+        );
+        assert!(!staging.exists());
+        assert!(!s.games.join(".lanspread-replaced-ut2004").exists());
+    }
+
+    /// Simulates a crash at every step of a swap by replaying the disk state
+    /// the steps leave, and checks recovery ends whole.
+    #[test]
+    fn recovery_finishes_or_rolls_back_every_interrupted_step() {
+        let v2 = GameVersion::parse("2").unwrap();
+        // Crash after the old folder moved aside, before the new one moved in.
+        let s = setup();
+        let places = Places::new(&s.games, &id("ut2004"));
+        let staging = s.games.join(".lanspread-staging/ut2004");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("new.pak"), b"new").unwrap();
+        std::fs::create_dir_all(places.game.join("local")).unwrap();
+        s.store
+            .put_intent(
+                "ut2004",
+                &Intent::Swap {
+                    version: v2.clone(),
+                    staging: staging.clone(),
+                },
+            )
+            .unwrap();
+        rename(&places.game, &places.replaced).unwrap();
+        let done = recover(&s.games, &s.store).unwrap();
+        assert!(done[0].finished);
+        assert!(places.game.join("new.pak").exists() && places.local.exists());
+        assert_eq!(
+            read_version_ini(&places.game.join("version.ini")).unwrap(),
+            Some(v2.clone())
+        );
+        assert!(!places.replaced.exists());
+
+        // Crash after the move aside, with the staged payload lost: rolled back.
+        let s = setup();
+        let places = Places::new(&s.games, &id("ut2004"));
+        s.store
+            .put_intent(
+                "ut2004",
+                &Intent::Swap {
+                    version: v2.clone(),
+                    staging: s.games.join("gone"),
+                },
+            )
+            .unwrap();
+        rename(&places.game, &places.replaced).unwrap();
+        let done = recover(&s.games, &s.store).unwrap();
+        assert!(!done[0].finished);
+        assert!(places.game.join("readme.txt").exists());
+        assert_eq!(
+            read_version_ini(&places.game.join("version.ini"))
+                .unwrap()
+                .unwrap()
+                .as_str(),
+            "1"
+        );
+
+        // Crash in the middle of a remove that keeps local/.
+        let s = setup();
+        let places = Places::new(&s.games, &id("ut2004"));
+        std::fs::create_dir_all(places.game.join("local")).unwrap();
+        std::fs::write(places.game.join("local/save"), b"s").unwrap();
+        s.store
+            .put_intent("ut2004", &Intent::Remove { keep_local: true })
+            .unwrap();
+        rename(&places.game, &places.removed).unwrap();
+        recover(&s.games, &s.store).unwrap();
+        assert!(places.local.join("save").exists());
+        assert!(!places.game.join("readme.txt").exists());
+        assert!(!places.removed.exists());
+
+        // Crash during an install: the half-unpacked folder goes, the old
+        // local/ comes back.
+        let s = setup();
+        let places = Places::new(&s.games, &id("ut2004"));
+        std::fs::create_dir_all(places.install_tmp.join("half")).unwrap();
+        std::fs::create_dir_all(&places.local_old).unwrap();
+        std::fs::write(places.local_old.join("save"), b"s").unwrap();
+        s.store.put_intent("ut2004", &Intent::Install).unwrap();
+        let done = recover(&s.games, &s.store).unwrap();
+        assert!(!done[0].finished);
+        assert!(places.local.join("save").exists());
+        assert!(!places.install_tmp.exists());
+
+        // Crash during an uninstall after the rename: finished.
+        let s = setup();
+        let places = Places::new(&s.games, &id("ut2004"));
+        std::fs::create_dir_all(&places.local_trash).unwrap();
+        s.store.put_intent("ut2004", &Intent::Uninstall).unwrap();
+        assert!(recover(&s.games, &s.store).unwrap()[0].finished);
+        assert!(!places.local_trash.exists());
+        assert!(s.store.intent_games().unwrap().is_empty());
+    }
+}
