@@ -50,6 +50,16 @@ enum Command {
     List(cli::lan::LanArgs),
     /// Ask the lanspread running on the data folder for its state.
     Status(cli::status::StatusArgs),
+    /// Download (or resume) a game's catalog version from every peer that has it.
+    Get(cli::ops::OpArgs),
+    /// Unpack a downloaded game into its local/ folder.
+    Install(cli::ops::OpArgs),
+    /// Delete a game's local/ folder; the payload stays shared.
+    Uninstall(cli::ops::OpArgs),
+    /// Delete a game's payload (and local/ unless --keep-local).
+    Remove(cli::ops::RemoveArgs),
+    /// Bring a game to the catalog's version, reinstalling it if it was installed.
+    Update(cli::ops::OpArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +72,13 @@ fn main() -> ExitCode {
         Some(Command::Peers(args)) => cli::lan::run_peers(&cli.global, &args),
         Some(Command::List(args)) => cli::lan::run_list(&cli.global, &args),
         Some(Command::Status(args)) => cli::status::run(&cli.global, &args),
+        Some(Command::Get(args)) => cli::ops::run(&cli.global, &args, cli::ops::Op::Get),
+        Some(Command::Install(args)) => cli::ops::run(&cli.global, &args, cli::ops::Op::Install),
+        Some(Command::Uninstall(args)) => {
+            cli::ops::run(&cli.global, &args, cli::ops::Op::Uninstall)
+        }
+        Some(Command::Remove(args)) => cli::ops::run_remove(&cli.global, &args),
+        Some(Command::Update(args)) => cli::ops::run(&cli.global, &args, cli::ops::Op::Update),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@
 //! - [`serve`]: answering requests; chunks stream under a transfer guard.
 //! - [`client`]: asking a peer for hello, library, manifest and chunks.
 //! - [`discovery`]: mDNS and manual peers, and the peer table.
+//! - [`download`]: aggregated, verified, resumable downloads.
 //! - [`runtime`]: the background runtime: commands in, state and events out.
 //! - [`control`]: the local control socket for CLI commands.
 
@@ -18,10 +19,12 @@ pub mod client;
 pub mod control;
 pub mod data_lock;
 pub mod discovery;
+pub mod download;
 pub mod endpoint;
 pub mod library;
 mod platform;
 pub mod proto;
+pub mod rate;
 pub mod runtime;
 pub mod serve;
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::control::ControlServer;
 use crate::data_lock::DataDirLock;
 use crate::discovery::{DiscoveryConfig, PeerDirectory, RemotePeer, id_hex, run_mdns};
+use crate::download::{DownloadJob, DownloadProgress, DownloadReport, run_download};
 use crate::endpoint::{TlsIdentity, open_endpoint};
 use crate::library::{LibrarySnapshot, build_manifests};
 use crate::proto::{AnnouncedGame, PROTOCOL_VERSION, PeerHello, clean_name};
@@ -45,6 +46,8 @@ pub struct PeerConfig {
     pub manual_peers: Vec<String>,
     pub discovery: DiscoveryConfig,
     pub catalog: GameCatalog,
+    /// Cap on all uploads together, in bytes per second.
+    pub upload_limit_bytes_per_sec: Option<u64>,
 }
 
 impl PeerConfig {
@@ -58,6 +61,7 @@ impl PeerConfig {
             manual_peers: Vec::new(),
             discovery: DiscoveryConfig::default(),
             catalog,
+            upload_limit_bytes_per_sec: None,
         }
     }
 }
@@ -74,6 +78,12 @@ pub struct PeerState {
     pub local_games: Vec<AnnouncedGame>,
     /// Live outbound transfers and active operations.
     pub transfers: TransfersSnapshot,
+    /// Downloads running or just ended, by game id.
+    pub downloads: BTreeMap<String, DownloadProgress>,
+    /// The games folder this peer shares.
+    pub games_dir: Option<PathBuf>,
+    /// Chunk transfers this peer has sent completely since it started.
+    pub chunks_served: u64,
 }
 
 /// Something that happened, for logs and the GUI.
@@ -95,6 +105,8 @@ pub enum Event {
     },
     /// Outbound transfer counts or active operations changed.
     Transfers(TransfersSnapshot),
+    /// A download moved on.
+    Download(DownloadProgress),
 }
 
 /// What the runtime can be asked to do.
@@ -107,7 +119,42 @@ pub enum Command {
     },
     /// Scan the games folder now.
     Rescan,
+    /// Download (or resume) the catalog's version of a game.
+    Download {
+        game: GameId,
+        reply: oneshot::Sender<Result<DownloadReport, String>>,
+    },
+    /// Stop a running download (it resumes next time).
+    CancelDownload {
+        game: GameId,
+    },
+    /// Bring a game to the catalog's version; reinstalls if it was installed.
+    Update {
+        game: GameId,
+        reply: Reply,
+    },
+    Install {
+        game: GameId,
+        reply: Reply,
+    },
+    Uninstall {
+        game: GameId,
+        reply: Reply,
+    },
+    Remove {
+        game: GameId,
+        keep_local: bool,
+        reply: Reply,
+    },
+    /// Replace the catalog with an organiser's file.
+    LoadCatalog {
+        path: PathBuf,
+        reply: Reply,
+    },
 }
+
+/// The answer to a local command: what happened, in words, or why not.
+pub type Reply = oneshot::Sender<Result<String, String>>;
 
 /// Why the runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +208,23 @@ impl PeerHandle {
             Some(dir) => Some(Store::open(dir)?),
             None => None,
         };
+        if let (Some(games_dir), Some(store)) = (&config.games_dir, &store)
+            && games_dir.is_dir()
+        {
+            match lanspread_core::ops::recover(games_dir, store) {
+                Ok(recovered) => {
+                    for r in recovered {
+                        let outcome = if r.finished {
+                            "finished"
+                        } else {
+                            "rolled back"
+                        };
+                        tracing::warn!(game = %r.game, "an interrupted {:?} was {outcome}", r.intent);
+                    }
+                }
+                Err(err) => tracing::error!("recovering interrupted operations failed: {err}"),
+            }
+        }
         let identity = match &store {
             Some(store) => TlsIdentity::load_or_create(store)?,
             None => TlsIdentity::generate()?,
@@ -182,6 +246,7 @@ impl PeerHandle {
             peer_id,
             lock,
             commands: command_rx,
+            command_tx: command_tx.clone(),
             events: events.clone(),
             transfers: transfers.clone(),
             catalog: catalog.clone(),
@@ -322,6 +387,7 @@ struct Parts {
     peer_id: [u8; 16],
     lock: Option<DataDirLock>,
     commands: mpsc::Receiver<Command>,
+    command_tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     transfers: OutboundTransfers,
     catalog: CatalogCell,
@@ -346,6 +412,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         peer_id,
         lock,
         mut commands,
+        command_tx,
         events,
         transfers,
         catalog,
@@ -383,11 +450,16 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         listen_addr: Some(listen_addr),
         peer_id: id_hex(&peer_id),
         name,
+        games_dir: config.games_dir.clone(),
         ..PeerState::default()
     });
     let (library_tx, library_rx) = watch::channel(LibrarySnapshot::default());
     let context = Arc::new(ServeContext {
         games_dir: config.games_dir.clone(),
+        upload_limit: config
+            .upload_limit_bytes_per_sec
+            .map(crate::rate::RateLimit::new),
+        chunks_served: std::sync::atomic::AtomicU64::new(0),
         catalog: catalog.clone(),
         transfers: transfers.clone(),
         library: library_rx,
@@ -411,7 +483,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(accept_loop(
         endpoint.clone(),
-        context,
+        context.clone(),
         shutdown.child_token(),
     ));
     let directory = PeerDirectory::new(
@@ -438,11 +510,12 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         }
     }
     if let Some(control) = control {
-        tasks.spawn(control.serve(state_rx.clone(), shutdown.child_token()));
+        tasks.spawn(control.serve(state_rx.clone(), command_tx.clone(), shutdown.child_token()));
     }
     // Repaint and event forwarding for state and transfers.
     tasks.spawn(forward_changes(
         state_tx.clone(),
+        context,
         transfers.clone(),
         events.clone(),
         repaint,
@@ -465,15 +538,27 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         ));
     }
     let _ = ready.send(Ok((
-        state_rx,
+        state_rx.clone(),
         listen_addr,
         tokio::runtime::Handle::current(),
     )));
 
+    let local = Arc::new(LocalContext {
+        games_dir: config.games_dir.clone(),
+        store: store.clone(),
+        catalog: catalog.clone(),
+        transfers: transfers.clone(),
+        state: state_tx.clone(),
+        rescan: rescan_tx.clone(),
+        downloads: std::sync::Mutex::new(BTreeMap::new()),
+        shutdown: shutdown.child_token(),
+    });
+    let mut jobs = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::AddPeer { target, reply }) => {
@@ -482,11 +567,19 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
                 Some(Command::Rescan) => {
                     let _ = rescan_tx.try_send(());
                 }
+                Some(Command::CancelDownload { game }) => local.cancel_download(&game),
+                Some(command) => {
+                    let local = local.clone();
+                    let events = events.clone();
+                    jobs.spawn(async move { local.run(command, &events).await });
+                }
             },
         }
     }
     shutdown.cancel();
+    while jobs.join_next().await.is_some() {}
     directory.join().await;
+
     while tasks.join_next().await.is_some() {}
     endpoint.close(
         quinn::VarInt::from_u32(crate::proto::CLOSE_SHUTDOWN),
@@ -498,6 +591,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
 
 async fn forward_changes(
     state: watch::Sender<PeerState>,
+    context: Arc<ServeContext>,
     transfers: OutboundTransfers,
     events: broadcast::Sender<Event>,
     repaint: Option<RepaintHook>,
@@ -512,7 +606,11 @@ async fn forward_changes(
             changed = transfer_updates.changed() => {
                 if changed.is_err() { break; }
                 let snapshot = transfer_updates.borrow_and_update().clone();
-                state.send_modify(|s| s.transfers = snapshot.clone());
+                let served = context.chunks_served.load(std::sync::atomic::Ordering::Relaxed);
+                state.send_modify(|s| {
+                    s.transfers = snapshot.clone();
+                    s.chunks_served = served;
+                });
                 let _ = events.send(Event::Transfers(snapshot));
             }
             changed = state_updates.changed() => {
@@ -612,4 +710,229 @@ fn publish_library(
 /// The data folder of a running peer, for the control client.
 pub fn data_dir_is_running(dir: &Path) -> bool {
     crate::data_lock::is_locked(dir)
+}
+
+/// What local commands (downloads and operations) work with.
+struct LocalContext {
+    games_dir: Option<PathBuf>,
+    store: Option<Store>,
+    catalog: CatalogCell,
+    transfers: OutboundTransfers,
+    state: watch::Sender<PeerState>,
+    rescan: mpsc::Sender<()>,
+    /// Running downloads; the mutex guards only inserts and removals.
+    downloads: std::sync::Mutex<BTreeMap<GameId, CancellationToken>>,
+    shutdown: CancellationToken,
+}
+
+/// Removes a download from the running set when it ends, however it ends.
+struct DownloadSlot<'a> {
+    local: &'a LocalContext,
+    game: GameId,
+}
+
+impl Drop for DownloadSlot<'_> {
+    fn drop(&mut self) {
+        let mut downloads = self
+            .local
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        downloads.remove(&self.game);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LocalOp {
+    Install,
+    Uninstall,
+    Remove { keep_local: bool },
+}
+
+impl LocalContext {
+    fn folders(&self) -> Result<(PathBuf, Store), String> {
+        match (&self.games_dir, &self.store) {
+            (Some(games_dir), Some(store)) => Ok((games_dir.clone(), store.clone())),
+            _ => Err("this lanspread has no games folder; start it with --games DIR".to_owned()),
+        }
+    }
+
+    fn cancel_download(&self, game: &GameId) {
+        let downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(token) = downloads.get(game) {
+            token.cancel();
+        }
+    }
+
+    async fn run(&self, command: Command, events: &broadcast::Sender<Event>) {
+        match command {
+            Command::Download { game, reply } => {
+                let _ = reply.send(self.download(&game, events).await);
+            }
+            Command::Update { game, reply } => {
+                let _ = reply.send(self.update(&game, events).await);
+            }
+            Command::Install { game, reply } => {
+                let _ = reply.send(self.operate(&game, LocalOp::Install).await);
+            }
+            Command::Uninstall { game, reply } => {
+                let _ = reply.send(self.operate(&game, LocalOp::Uninstall).await);
+            }
+            Command::Remove {
+                game,
+                keep_local,
+                reply,
+            } => {
+                let _ = reply.send(self.operate(&game, LocalOp::Remove { keep_local }).await);
+            }
+            Command::LoadCatalog { path, reply } => {
+                let _ = reply.send(self.load_catalog(&path));
+            }
+            Command::AddPeer { .. } | Command::Rescan | Command::CancelDownload { .. } => {}
+        }
+    }
+
+    /// Downloads the catalog's version unless it is already here.
+    async fn download(
+        &self,
+        game: &GameId,
+        events: &broadcast::Sender<Event>,
+    ) -> Result<DownloadReport, String> {
+        let (games_dir, store) = self.folders()?;
+        let catalog = self.catalog.get();
+        let Some(expected) = catalog.expected_version(game).cloned() else {
+            return Err(format!("{game} is not in the catalog"));
+        };
+        let here = lanspread_core::library::scan_game(&games_dir, game, &catalog);
+        if here.payload == lanspread_core::PayloadState::Current {
+            return Ok(DownloadReport {
+                id: game.to_string(),
+                version: expected.to_string(),
+                bytes: 0,
+                seconds: 0.0,
+                peers: Vec::new(),
+                chunks_fetched: 0,
+                chunks_journaled: 0,
+                chunks_rescued: 0,
+                total_chunks: 0,
+            });
+        }
+        let cancel = self.shutdown.child_token();
+        {
+            let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+            if downloads.contains_key(game) {
+                return Err(format!("{game} is already downloading"));
+            }
+            downloads.insert(game.clone(), cancel.clone());
+        }
+        let _slot = DownloadSlot {
+            local: self,
+            game: game.clone(),
+        };
+        let progress_state = self.state.clone();
+        let progress_events = events.clone();
+        let job = DownloadJob {
+            game: game.clone(),
+            games_dir,
+            store,
+            catalog,
+            transfers: self.transfers.clone(),
+            peers: self.state.subscribe(),
+            cancel,
+            on_progress: Box::new(move |progress: &DownloadProgress| {
+                progress_state.send_modify(|s| {
+                    s.downloads.insert(progress.game.clone(), progress.clone());
+                });
+                let _ = progress_events.send(Event::Download(progress.clone()));
+            }),
+        };
+        let span = tracing::info_span!("download", game = %game);
+        let result = tracing::Instrument::instrument(run_download(job), span).await;
+        let _ = self.rescan.try_send(());
+        match result {
+            Ok(report) => {
+                tracing::info!(
+                    bytes = report.bytes,
+                    seconds = report.seconds,
+                    "download of {game} complete"
+                );
+                Ok(report)
+            }
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    async fn update(
+        &self,
+        game: &GameId,
+        events: &broadcast::Sender<Event>,
+    ) -> Result<String, String> {
+        let (games_dir, _) = self.folders()?;
+        let catalog = self.catalog.get();
+        let here = lanspread_core::library::scan_game(&games_dir, game, &catalog);
+        if here.payload == lanspread_core::PayloadState::Current {
+            return Ok(format!("{game} is already at the catalog's version"));
+        }
+        let was_installed = here.installed;
+        let report = self.download(game, events).await?;
+        let mut message = format!(
+            "{game} updated to {} ({} bytes fetched)",
+            report.version, report.bytes
+        );
+        if was_installed {
+            self.operate(game, LocalOp::Install).await?;
+            message.push_str("; reinstalled");
+        }
+        Ok(message)
+    }
+
+    async fn operate(&self, game: &GameId, op: LocalOp) -> Result<String, String> {
+        let (games_dir, store) = self.folders()?;
+        let guard = self
+            .transfers
+            .begin_operation(game)
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = game.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            use lanspread_core::ops;
+            match op {
+                LocalOp::Install => ops::install(&games_dir, &id, &store, &guard)
+                    .map(|bytes| format!("{id} installed ({bytes} bytes unpacked)")),
+                LocalOp::Uninstall => ops::uninstall(&games_dir, &id, &store, &guard)
+                    .map(|()| format!("{id} uninstalled")),
+                LocalOp::Remove { keep_local } => {
+                    ops::remove(&games_dir, &id, keep_local, &store, &guard)
+                        .map(|()| format!("{id} removed"))
+                }
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = self.rescan.try_send(());
+        result.map_err(|e| e.to_string())
+    }
+
+    /// Swaps the catalog, and stops uploads of every game whose payload no
+    /// longer matches it, at once.
+    fn load_catalog(&self, path: &Path) -> Result<String, String> {
+        let catalog = GameCatalog::from_file(path).map_err(|e| e.to_string())?;
+        let count = catalog.len();
+        let edition = catalog.edition().to_owned();
+        self.catalog.set(catalog);
+        let current = self.catalog.get();
+        let mut stopped = 0;
+        if let Some(games_dir) = &self.games_dir {
+            for game in self.transfers.snapshot().outbound.keys() {
+                if lanspread_core::library::check_shareable(games_dir, &current, game).is_err() {
+                    stopped += self.transfers.cancel_transfers(game);
+                }
+            }
+        }
+        let _ = self.rescan.try_send(());
+        Ok(format!(
+            "catalog {} loaded ({count} games, edition {edition}); {stopped} uploads of games no longer matching it were stopped",
+            path.display()
+        ))
+    }
 }

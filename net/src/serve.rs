@@ -60,6 +60,10 @@ impl CatalogCell {
 #[derive(Debug)]
 pub struct ServeContext {
     pub games_dir: Option<PathBuf>,
+    /// The upload cap for all transfers of this PC, if one is set.
+    pub upload_limit: Option<crate::rate::RateLimit>,
+    /// Chunk transfers sent completely, since start.
+    pub chunks_served: std::sync::atomic::AtomicU64,
     pub catalog: CatalogCell,
     pub transfers: OutboundTransfers,
     pub library: watch::Receiver<LibrarySnapshot>,
@@ -429,10 +433,17 @@ async fn serve_chunk(
         Ok(ready) => ready,
         Err(error) => return respond(send, &Response::Error(error)).await,
     };
-    let ended = stream_file(send, &mut file, len, &guard, shutdown).await;
+    let limit = context.upload_limit.as_ref();
+    let ended = stream_file(send, &mut file, len, &guard, shutdown, limit).await;
+    // Close the file before the guard goes: once the count is zero, an
+    // operation may move the folder (Windows refuses that with files open).
+    drop(file);
     let code = match &ended {
         Ended::Done => {
             let _ = send.finish();
+            context
+                .chunks_served
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             None
         }
         Ended::Cancelled => Some(proto::RESET_CANCELLED),
@@ -447,7 +458,7 @@ async fn serve_chunk(
         let _ = send.reset(VarInt::from_u32(code));
         tracing::debug!(code, "transfer ended early");
     }
-    // The guard drops here, after the last byte was read from disk.
+    // The guard drops last: after the last byte was read and the file closed.
     drop(guard);
 }
 
@@ -457,6 +468,7 @@ async fn stream_file(
     len: u64,
     guard: &TransferGuard,
     shutdown: &CancellationToken,
+    limit: Option<&crate::rate::RateLimit>,
 ) -> Ended {
     let header_frame = Response::ChunkHeader { len };
     let header = proto::write_frame(send, &header_frame);
@@ -483,6 +495,14 @@ async fn stream_file(
         };
         if let Err(err) = read {
             return Ended::ReadFailed(err);
+        }
+        if let Some(limit) = limit {
+            tokio::select! {
+                biased;
+                () = guard.cancelled() => return Ended::Cancelled,
+                () = shutdown.cancelled() => return Ended::Cancelled,
+                () = limit.take(want) => {}
+            }
         }
         let write = send.write_all(&buffer[..want]);
         let written = tokio::select! {

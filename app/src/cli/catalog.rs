@@ -7,9 +7,21 @@ use crate::context::{catalog_for_cli, human_size_mib};
 
 #[derive(Debug, clap::Args)]
 pub struct CatalogArgs {
+    #[command(subcommand)]
+    action: Option<CatalogAction>,
     /// Print a JSON array of games instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CatalogAction {
+    /// Hand the lanspread running on the data folder a newer catalog file;
+    /// uploads of games that no longer match it stop at once.
+    Load {
+        /// The catalog file (RON, like assets/catalog.ron).
+        file: std::path::PathBuf,
+    },
 }
 
 /// One game, as `catalog --json` prints it. Field names are stable.
@@ -25,6 +37,9 @@ struct CatalogRow<'a> {
 }
 
 pub fn run(global: &GlobalArgs, args: &CatalogArgs) -> anyhow::Result<()> {
+    if let Some(CatalogAction::Load { file }) = &args.action {
+        return super::ops::load_catalog(global, file);
+    }
     let catalog = catalog_for_cli(global);
     let rows: Vec<CatalogRow<'_>> = catalog
         .entries()

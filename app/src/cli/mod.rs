@@ -5,6 +5,7 @@ use std::io::Write as _;
 pub mod catalog;
 pub mod lan;
 pub mod library;
+pub mod ops;
 pub mod peer_args;
 pub mod serve;
 pub mod status;

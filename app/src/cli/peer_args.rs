@@ -14,9 +14,19 @@ pub struct PeerArgs {
     /// Restrict mDNS to this network interface (repeatable; default: all).
     #[arg(long = "interface", value_name = "NAME")]
     pub interfaces: Vec<String>,
+    /// Cap all uploads of this PC together, in Mbit/s.
+    #[arg(long, value_name = "MBIT")]
+    pub upload_limit: Option<f64>,
 }
 
 impl PeerArgs {
+    /// The upload cap in bytes per second.
+    pub fn upload_limit_bytes_per_sec(&self) -> Option<u64> {
+        self.upload_limit
+            .filter(|mbit| *mbit > 0.0)
+            .map(|mbit| (mbit * 125_000.0) as u64)
+    }
+
     pub fn discovery(&self) -> DiscoveryConfig {
         DiscoveryConfig {
             enabled: !self.no_discovery,

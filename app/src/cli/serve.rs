@@ -47,6 +47,7 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         manual_peers: args.peers.peers.clone(),
         discovery: args.peers.discovery(),
         catalog,
+        upload_limit_bytes_per_sec: args.peers.upload_limit_bytes_per_sec(),
     };
     let peer = PeerHandle::start(config, None)?;
     {

@@ -1,0 +1,158 @@
+//! The staging folder and the download journal.
+//!
+//! Bytes land in `<games>/.lanspread-staging/<id>/`, a file per payload
+//! file, preallocated to its size (sparse where the filesystem allows). The
+//! journal in the store records which chunks are verified and written, in
+//! batches. On resume, chunks the journal does not list are checked against
+//! their hash on disk, so a chunk that was written but not yet journaled when
+//! the process died is not fetched again: only chunks that were in flight
+//! are.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lanspread_core::layout::INTERNAL_PREFIX;
+use lanspread_core::manifest::Manifest;
+use lanspread_core::schedule::ChunkPlan;
+use lanspread_core::{Blake3Hash, GameId, GameVersion, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::platform::read_exact_at;
+
+/// What the store keeps about an unfinished download.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: GameVersion,
+    pub manifest_digest: Blake3Hash,
+    /// One bit per chunk of the plan, set when verified and written.
+    pub verified: Vec<u8>,
+}
+
+impl Journal {
+    pub fn new(manifest: &Manifest, chunks: usize) -> Self {
+        Self {
+            version: manifest.version.clone(),
+            manifest_digest: manifest.digest(),
+            verified: vec![0; chunks.div_ceil(8)],
+        }
+    }
+
+    pub fn is_set(&self, chunk: usize) -> bool {
+        self.verified
+            .get(chunk / 8)
+            .is_some_and(|byte| byte & (1 << (chunk % 8)) != 0)
+    }
+
+    pub fn set(&mut self, chunk: usize) {
+        if let Some(byte) = self.verified.get_mut(chunk / 8) {
+            *byte |= 1 << (chunk % 8);
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.verified.iter().map(|b| b.count_ones() as usize).sum()
+    }
+}
+
+/// `<games>/.lanspread-staging`.
+pub fn staging_root(games_dir: &Path) -> PathBuf {
+    games_dir.join(format!("{INTERNAL_PREFIX}-staging"))
+}
+
+/// `<games>/.lanspread-staging/<id>`.
+pub fn staging_dir(games_dir: &Path, game: &GameId) -> PathBuf {
+    staging_root(games_dir).join(game.as_str())
+}
+
+/// The open staging files of one download.
+#[derive(Debug)]
+pub struct Staging {
+    pub dir: PathBuf,
+    pub files: Vec<Arc<File>>,
+}
+
+/// How much of a download was already there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resumed {
+    /// Chunks the journal listed.
+    pub journaled: usize,
+    /// Chunks found whole on disk though the journal did not list them yet.
+    pub rescued: usize,
+}
+
+/// Opens (or creates) the staging files for `manifest`, loading or resetting
+/// the journal, and checks unjournaled chunks already on disk.
+pub fn open_staging(
+    games_dir: &Path,
+    manifest: &Manifest,
+    plan: &ChunkPlan,
+    store: &Store,
+) -> std::io::Result<(Staging, Journal, Resumed)> {
+    let dir = staging_dir(games_dir, &manifest.game);
+    let digest = manifest.digest();
+    let previous: Option<Journal> =
+        store
+            .journal(manifest.game.as_str())
+            .ok()
+            .flatten()
+            .filter(|j: &Journal| {
+                j.manifest_digest == digest && j.verified.len() == plan.len().div_ceil(8)
+            });
+    let resuming = previous.is_some() && dir.is_dir();
+    if !resuming && dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let mut journal = match previous {
+        Some(journal) if resuming => journal,
+        _ => Journal::new(manifest, plan.len()),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut files = Vec::with_capacity(manifest.files.len());
+    for entry in &manifest.files {
+        let path = entry.path.join_to(&dir);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        if file.metadata()?.len() != entry.len_bytes {
+            file.set_len(entry.len_bytes)?;
+        }
+        files.push(Arc::new(file));
+    }
+    let mut resumed = Resumed {
+        journaled: journal.count(),
+        rescued: 0,
+    };
+    if resuming {
+        let mut buffer = vec![0u8; manifest.chunk_len_bytes as usize];
+        let mut zero_hashes = std::collections::HashMap::new();
+        for (index, chunk) in plan.chunks.iter().enumerate() {
+            if journal.is_set(index) {
+                continue;
+            }
+            let data = &mut buffer[..chunk.len as usize];
+            read_exact_at(&files[chunk.file], data, chunk.offset)?;
+            // Never-written regions read as zeros: no need to hash those,
+            // unless the chunk really is all zeros.
+            if data.iter().all(|b| *b == 0) {
+                let zero = *zero_hashes
+                    .entry(chunk.len)
+                    .or_insert_with(|| Blake3Hash::of(&vec![0u8; chunk.len as usize]));
+                if zero != chunk.hash {
+                    continue;
+                }
+            }
+            if Blake3Hash::of(data) == chunk.hash {
+                journal.set(index);
+                resumed.rescued += 1;
+            }
+        }
+    }
+    Ok((Staging { dir, files }, journal, resumed))
+}
