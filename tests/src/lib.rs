@@ -119,12 +119,23 @@ pub struct TestPeer {
 impl TestPeer {
     /// Starts a peer sharing `games` (if any) that connects to `peers`.
     pub fn start(games: Option<&Path>, catalog: &GameCatalog, peers: &[SocketAddr]) -> Self {
+        Self::start_with(games, catalog, peers, |_| {})
+    }
+
+    /// As [`TestPeer::start`], with a last say over the config.
+    pub fn start_with(
+        games: Option<&Path>,
+        catalog: &GameCatalog,
+        peers: &[SocketAddr],
+        tweak: impl FnOnce(&mut PeerConfig),
+    ) -> Self {
         let data = tempfile::tempdir().expect("a data folder for a test peer");
         let mut config = PeerConfig::loopback(catalog.clone());
         config.games_dir = games.map(Path::to_path_buf);
         config.data_dir = Some(data.path().to_path_buf());
         config.manual_peers = peers.iter().map(ToString::to_string).collect();
         config.name = "test peer".into();
+        tweak(&mut config);
         let handle = PeerHandle::start(config, None).expect("a test peer starts");
         Self {
             handle,
@@ -134,6 +145,31 @@ impl TestPeer {
 
     pub fn addr(&self) -> SocketAddr {
         self.handle.listen_addr()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
+
+    /// Starts a command that answers on a oneshot channel and returns the
+    /// receiving end; `make` builds the command around the reply sender.
+    pub fn ask<T>(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> lanspread_net::Command,
+    ) -> tokio::sync::oneshot::Receiver<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.handle
+            .send(make(reply))
+            .expect("the peer takes commands");
+        answer
+    }
+
+    /// Downloads `game` and waits for the answer.
+    pub fn download(&self, game: &str) -> Result<lanspread_net::download::DownloadReport, String> {
+        let game = lanspread_core::GameId::parse(game).expect("a valid game id");
+        self.ask(|reply| lanspread_net::Command::Download { game, reply })
+            .blocking_recv()
+            .expect("the peer answers")
     }
 
     /// Blocks until this peer sees a peer at `addr` announcing exactly
@@ -150,4 +186,34 @@ impl TestPeer {
             })
         })
     }
+}
+
+/// Every file under `dir` (relative path with `/`) and the BLAKE3 of its
+/// contents: two trees are identical when their maps are equal.
+pub fn tree_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("a readable folder")
+            .map(|e| e.expect("a folder entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("inside the root")
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let bytes = std::fs::read(&path).expect("a readable file");
+                out.insert(rel, blake3::hash(&bytes).to_hex().to_string());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
 }

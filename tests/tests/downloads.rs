@@ -1,0 +1,398 @@
+//! Aggregated downloads between real peers on loopback: generated payloads
+//! of random content, seeders that die, lie, update or remove mid-transfer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lanspread_core::{GameCatalog, GameId};
+use lanspread_net::Command;
+use lanspread_net::download::DownloadReport;
+use lanspread_tests::{GamesFolder, TestPeer, tree_hashes};
+
+const MIB: usize = 1024 * 1024;
+
+fn catalog() -> GameCatalog {
+    GameCatalog::embedded().unwrap()
+}
+
+fn id(s: &str) -> GameId {
+    GameId::parse(s).unwrap()
+}
+
+/// A seeder folder of ut2004 (three files, `mib` MiB in all), identical for
+/// the same `seed`.
+fn ut_folder(catalog: &GameCatalog, mib: usize, seed: u64) -> GamesFolder {
+    let folder = GamesFolder::new();
+    folder
+        .add_payload(
+            "ut2004",
+            &[
+                ("ut2004.zip", mib * MIB - 300_000),
+                ("Maps/extra.pak", 299_000),
+                ("readme.txt", 1000),
+            ],
+            seed,
+        )
+        .write_catalog_version("ut2004", catalog);
+    folder
+}
+
+/// Starts a seeder; `limit_mbit` caps its uploads so a test can act mid-way.
+fn seeder(
+    folder: &GamesFolder,
+    catalog: &GameCatalog,
+    limit_mbit: Option<u64>,
+    peers: &[SocketAddr],
+) -> TestPeer {
+    let peer = TestPeer::start_with(Some(folder.path()), catalog, peers, |config| {
+        config.upload_limit_bytes_per_sec = limit_mbit.map(|m| m * 125_000);
+    });
+    assert!(
+        peer.handle
+            .wait_until(Duration::from_secs(20), |s| !s.local_games.is_empty()),
+        "the seeder never announced its game"
+    );
+    peer
+}
+
+/// A downloader with its own empty games folder, waiting until it sees
+/// `sources` peers offering ut2004.
+fn downloader(
+    catalog: &GameCatalog,
+    peers: &[SocketAddr],
+    sources: usize,
+) -> (GamesFolder, TestPeer) {
+    let folder = GamesFolder::new();
+    let peer = TestPeer::start(Some(folder.path()), catalog, peers);
+    assert!(
+        peer.handle.wait_until(Duration::from_secs(10), |s| {
+            s.peers
+                .values()
+                .filter(|p| p.games.iter().any(|g| g.id.as_str() == "ut2004"))
+                .count()
+                >= sources
+        }),
+        "the downloader never saw its sources"
+    );
+    (folder, peer)
+}
+
+fn share_of<'r>(
+    report: &'r DownloadReport,
+    addr: SocketAddr,
+) -> &'r lanspread_net::download::PeerShare {
+    report.peers.iter().find(|p| p.addr == addr).unwrap()
+}
+
+/// Blocks until the downloader's progress on ut2004 passes `fraction`.
+fn wait_for_progress(peer: &TestPeer, fraction: f64) {
+    assert!(
+        peer.handle.wait_until(Duration::from_secs(30), |s| {
+            s.downloads.get("ut2004").is_some_and(|p| {
+                p.total_bytes > 0 && p.done_bytes as f64 >= fraction * p.total_bytes as f64
+            })
+        }),
+        "the download never got going"
+    );
+}
+
+fn assert_same_game(a: &Path, b: &Path) {
+    assert_eq!(
+        tree_hashes(&a.join("ut2004")),
+        tree_hashes(&b.join("ut2004"))
+    );
+}
+
+#[test]
+fn three_seeders_one_downloader_identical_and_everyone_contributes() {
+    let catalog = catalog();
+    let folders: Vec<GamesFolder> = (0..3).map(|_| ut_folder(&catalog, 24, 1)).collect();
+    let seeders: Vec<TestPeer> = folders
+        .iter()
+        .map(|f| seeder(f, &catalog, None, &[]))
+        .collect();
+    let addrs: Vec<SocketAddr> = seeders.iter().map(TestPeer::addr).collect();
+    let (target, peer) = downloader(&catalog, &addrs, 3);
+    let report = peer.download("ut2004").unwrap();
+    assert_same_game(folders[0].path(), target.path());
+    for addr in &addrs {
+        let share = share_of(&report, *addr);
+        assert!(share.bytes > 0 && !share.dropped, "{share:?}");
+    }
+    assert_eq!(report.bytes, 24 * MIB as u64);
+    assert_eq!(report.chunks_fetched, report.total_chunks);
+    // No staging or journal is left behind.
+    assert!(!target.path().join(".lanspread-staging").exists());
+    // The new copy is shared in turn.
+    assert!(
+        peer.handle
+            .wait_until(Duration::from_secs(15), |s| s.local_games.len() == 1)
+    );
+}
+
+#[test]
+fn a_seeder_killed_mid_download_does_not_stop_it() {
+    let catalog = catalog();
+    let folders: Vec<GamesFolder> = (0..2).map(|_| ut_folder(&catalog, 16, 2)).collect();
+    let mut seeders: Vec<Option<TestPeer>> = folders
+        .iter()
+        .map(|f| Some(seeder(f, &catalog, Some(40), &[])))
+        .collect();
+    let addrs: Vec<SocketAddr> = seeders.iter().map(|s| s.as_ref().unwrap().addr()).collect();
+    let (target, peer) = downloader(&catalog, &addrs, 2);
+    let answer = peer.ask(|reply| Command::Download {
+        game: id("ut2004"),
+        reply,
+    });
+    wait_for_progress(&peer, 0.2);
+    drop(seeders[0].take());
+    let report = answer.blocking_recv().unwrap().unwrap();
+    assert_same_game(folders[1].path(), target.path());
+    let killed = share_of(&report, addrs[0]);
+    assert!(killed.dropped && killed.reason.is_some(), "{killed:?}");
+    assert!(!share_of(&report, addrs[1]).dropped);
+}
+
+/// Flips one byte in the middle of a file, keeping size and mtime.
+fn corrupt_keeping_mtime(path: &Path) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
+#[test]
+fn a_seeder_with_flipped_bytes_is_outvoted() {
+    let catalog = catalog();
+    let folders: Vec<GamesFolder> = (0..3).map(|_| ut_folder(&catalog, 8, 3)).collect();
+    // Same sizes, different bytes: its manifest disagrees.
+    let flipped = folders[2].game_dir("ut2004").join("ut2004.zip");
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    for byte in bytes.iter_mut().step_by(4096) {
+        *byte ^= 0x55;
+    }
+    std::fs::write(&flipped, bytes).unwrap();
+    let seeders: Vec<TestPeer> = folders
+        .iter()
+        .map(|f| seeder(f, &catalog, None, &[]))
+        .collect();
+    let addrs: Vec<SocketAddr> = seeders.iter().map(TestPeer::addr).collect();
+    let (target, peer) = downloader(&catalog, &addrs, 3);
+    let report = peer.download("ut2004").unwrap();
+    assert_same_game(folders[0].path(), target.path());
+    let liar = share_of(&report, addrs[2]);
+    assert_eq!(liar.bytes, 0);
+    assert!(liar.dropped);
+    assert!(
+        liar.reason.as_deref().unwrap().contains("disagrees"),
+        "{liar:?}"
+    );
+}
+
+#[test]
+fn a_seeder_lying_only_in_chunk_data_is_dropped_on_the_first_bad_chunk() {
+    let catalog = catalog();
+    let folders: Vec<GamesFolder> = (0..3).map(|_| ut_folder(&catalog, 8, 4)).collect();
+    let seeders: Vec<TestPeer> = folders
+        .iter()
+        .map(|f| seeder(f, &catalog, None, &[]))
+        .collect();
+    // Its manifest is built and cached; now its bytes go bad behind it.
+    for chunk_start in (0..8).map(|i| i * MIB) {
+        let path = folders[2].game_dir("ut2004").join("ut2004.zip");
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if chunk_start + 10 < bytes.len() {
+            bytes[chunk_start + 10] ^= 0xff;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+    corrupt_keeping_mtime(&folders[2].game_dir("ut2004").join("Maps/extra.pak"));
+    corrupt_keeping_mtime(&folders[2].game_dir("ut2004").join("readme.txt"));
+    let addrs: Vec<SocketAddr> = seeders.iter().map(TestPeer::addr).collect();
+    let (target, peer) = downloader(&catalog, &addrs, 3);
+    let report = peer.download("ut2004").unwrap();
+    // Compare with an honest seeder: the liar's folder is now different.
+    assert_same_game(folders[0].path(), target.path());
+    let liar = share_of(&report, addrs[2]);
+    assert!(liar.dropped, "{liar:?}");
+    assert!(
+        liar.reason.as_deref().unwrap().contains("chunk hash"),
+        "{liar:?}"
+    );
+    assert_eq!(liar.bytes, 0, "no byte of the liar was kept");
+}
+
+/// The catalog text with ut2004 at another version.
+fn catalog_with_ut_version(version: &str) -> String {
+    let catalog = catalog();
+    lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        &format!(
+            "version: \"{}\"",
+            catalog.get_str("ut2004").unwrap().version
+        ),
+        &format!("version: \"{version}\""),
+        1,
+    )
+}
+
+#[test]
+fn a_newer_catalog_stops_uploads_at_once_and_update_swaps_after_zero() {
+    let old_catalog = catalog();
+    let newer_text = catalog_with_ut_version("20991231");
+    let newer = GameCatalog::parse(&newer_text, "newer.ron").unwrap();
+    let catalog_dir = tempfile::tempdir().unwrap();
+    let newer_file = catalog_dir.path().join("newer.ron");
+    std::fs::write(&newer_file, &newer_text).unwrap();
+
+    // N already has the new version; A and B seed the old one to D.
+    let new_folder = ut_folder(&newer, 6, 50);
+    let n = seeder(&new_folder, &newer, None, &[]);
+    let folders: Vec<GamesFolder> = (0..2).map(|_| ut_folder(&old_catalog, 16, 5)).collect();
+    let a = seeder(&folders[0], &old_catalog, Some(40), &[n.addr()]);
+    let b = seeder(&folders[1], &old_catalog, Some(40), &[]);
+    let (target, d) = downloader(&old_catalog, &[a.addr(), b.addr()], 2);
+    let download = d.ask(|reply| Command::Download {
+        game: id("ut2004"),
+        reply,
+    });
+    wait_for_progress(&d, 0.15);
+    let ut = id("ut2004");
+    assert!(
+        a.handle.state().transfers.outbound_count(&ut) > 0,
+        "A is uploading"
+    );
+
+    // A is handed the newer catalog: its uploads of the old version stop now.
+    let loaded_at = Instant::now();
+    let loaded = a
+        .ask(|reply| Command::LoadCatalog {
+            path: newer_file.clone(),
+            reply,
+        })
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    assert!(loaded.contains("newer.ron"), "{loaded}");
+    assert!(
+        a.handle
+            .wait_until(Duration::from_secs(1), |s| s.transfers.outbound_count(&ut)
+                == 0)
+    );
+    eprintln!(
+        "uploads stopped {:?} after the catalog load",
+        loaded_at.elapsed()
+    );
+    // ...and it no longer announces the game it cannot serve.
+    assert!(
+        a.handle
+            .wait_until(Duration::from_secs(3), |s| s.local_games.is_empty())
+    );
+
+    // A updates from N, which has the new version.
+    let message = a
+        .ask(|reply| Command::Update {
+            game: ut.clone(),
+            reply,
+        })
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    assert!(message.contains("updated"), "{message}");
+    assert_same_game(new_folder.path(), folders[0].path());
+    assert_eq!(a.handle.state().transfers.outbound_count(&ut), 0);
+
+    // D finished from B, with the old version, byte for byte.
+    let report = download.blocking_recv().unwrap().unwrap();
+    assert_same_game(folders[1].path(), target.path());
+    let dropped = share_of(&report, a.addr());
+    assert!(dropped.dropped, "{dropped:?}");
+}
+
+#[test]
+fn removing_a_game_while_it_is_uploaded_stops_the_uploads_and_hides_it() {
+    let catalog = catalog();
+    let folders: Vec<GamesFolder> = (0..2).map(|_| ut_folder(&catalog, 16, 6)).collect();
+    let a = seeder(&folders[0], &catalog, Some(40), &[]);
+    let b = seeder(&folders[1], &catalog, Some(40), &[]);
+    let (target, d) = downloader(&catalog, &[a.addr(), b.addr()], 2);
+    let download = d.ask(|reply| Command::Download {
+        game: id("ut2004"),
+        reply,
+    });
+    wait_for_progress(&d, 0.15);
+    let removed = a
+        .ask(|reply| Command::Remove {
+            game: id("ut2004"),
+            keep_local: false,
+            reply,
+        })
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    assert!(removed.contains("removed"), "{removed}");
+    assert!(!folders[0].game_dir("ut2004").exists());
+    // D's view of A loses the game at once.
+    let a_addr = a.addr();
+    assert!(d.waits_to_see(a_addr, &[], Duration::from_secs(2)));
+    let report = download.blocking_recv().unwrap().unwrap();
+    assert_same_game(folders[1].path(), target.path());
+    assert!(share_of(&report, a_addr).dropped);
+}
+
+#[test]
+fn losing_every_peer_is_a_clear_error_and_the_game_folder_is_untouched() {
+    let catalog = catalog();
+    let folder = ut_folder(&catalog, 16, 7);
+    let mut only = Some(seeder(&folder, &catalog, Some(40), &[]));
+    let addr = only.as_ref().unwrap().addr();
+    let (target, d) = downloader(&catalog, &[addr], 1);
+    let download = d.ask(|reply| Command::Download {
+        game: id("ut2004"),
+        reply,
+    });
+    wait_for_progress(&d, 0.1);
+    drop(only.take());
+    let err = download.blocking_recv().unwrap().unwrap_err();
+    assert!(err.contains("every peer was lost"), "{err}");
+    assert!(!target.game_dir("ut2004").exists());
+    // What was verified stays staged for a resume.
+    assert!(target.path().join(".lanspread-staging/ut2004").is_dir());
+}
+
+#[test]
+fn no_peer_with_the_catalog_version_is_a_clear_error_and_changes_nothing() {
+    let catalog = catalog();
+    let outdated = GamesFolder::new();
+    outdated
+        .add_payload("ut2004", &[("ut2004.zip", 10_000)], 8)
+        .write_version("ut2004", "19990101");
+    let a = TestPeer::start(Some(outdated.path()), &catalog, &[]);
+    let target = GamesFolder::new();
+    let d = TestPeer::start(Some(target.path()), &catalog, &[a.addr()]);
+    assert!(
+        d.handle
+            .wait_until(Duration::from_secs(10), |s| s.peers.len() == 1)
+    );
+    let err = d.download("ut2004").unwrap_err();
+    assert!(err.contains("no peer on the LAN has ut2004"), "{err}");
+    assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
+    let err = d.download("not-a-game").unwrap_err();
+    assert!(err.contains("not in the catalog"), "{err}");
+}
