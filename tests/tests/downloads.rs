@@ -80,10 +80,7 @@ fn downloader(
     (folder, peer)
 }
 
-fn share_of<'r>(
-    report: &'r DownloadReport,
-    addr: SocketAddr,
-) -> &'r lanspread_net::download::PeerShare {
+fn share_of(report: &DownloadReport, addr: SocketAddr) -> &lanspread_net::download::PeerShare {
     report.peers.iter().find(|p| p.addr == addr).unwrap()
 }
 
