@@ -2,86 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{eventually, json, lanspread, serve};
 use lanspread_core::GameCatalog;
 use lanspread_tests::GamesFolder;
-use serde_json::Value;
-
-fn lanspread(data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanspread"));
-    cmd.arg("--data").arg(data);
-    cmd
-}
-
-/// A `lanspread serve` process, killed when dropped.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path, games: &Path, name: &str, peers: &[SocketAddr]) -> Served {
-    let mut cmd = lanspread(data);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-discovery",
-        "--name",
-        name,
-        "--games",
-    ])
-    .arg(games)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    for peer in peers {
-        cmd.arg("--peer").arg(peer.to_string());
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    Served { child, addr }
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Polls `check` until it returns `Some` or `timeout` passes.
-fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "gave up after {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn serve_list_peers_and_status_work_together() {

@@ -77,6 +77,15 @@ fn skip(reason: &str) -> Option<Lab> {
     None
 }
 
+/// Whether a root-only test may run here; prints why not (or panics when
+/// [`REQUIRE_ENV`] says it must run).
+pub fn root_or_skip() -> bool {
+    match why_not_here() {
+        None => true,
+        Some(reason) => skip(&reason).is_some(),
+    }
+}
+
 /// Deletes namespaces of labs whose test process is gone.
 fn sweep_stale_labs() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {

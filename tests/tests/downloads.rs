@@ -109,8 +109,10 @@ fn three_seeders_one_downloader_identical_and_everyone_contributes() {
     let folders: Vec<GamesFolder> = (0..3).map(|_| ut_folder(&catalog, 24, 1)).collect();
     let seeders: Vec<TestPeer> = folders
         .iter()
-        .map(|f| seeder(f, &catalog, None, &[]))
+        .map(|f| seeder(f, &catalog, Some(80), &[]))
         .collect();
+    // Capped at 10 MB/s each, the download lasts long enough that a seeder
+    // whose runtime is briefly descheduled still gets to contribute.
     let addrs: Vec<SocketAddr> = seeders.iter().map(TestPeer::addr).collect();
     let (target, peer) = downloader(&catalog, &addrs, 3);
     let report = peer.download("ut2004").unwrap();
@@ -200,9 +202,13 @@ fn a_seeder_with_flipped_bytes_is_outvoted() {
 fn a_seeder_lying_only_in_chunk_data_is_dropped_on_the_first_bad_chunk() {
     let catalog = catalog();
     let folders: Vec<GamesFolder> = (0..3).map(|_| ut_folder(&catalog, 8, 4)).collect();
+    // The honest seeders are slowed down, so the liar's answers arrive first
+    // (otherwise the honest ones may finish and steal its chunks before it
+    // ever delivers one, which is fine for the user but tests nothing).
     let seeders: Vec<TestPeer> = folders
         .iter()
-        .map(|f| seeder(f, &catalog, None, &[]))
+        .enumerate()
+        .map(|(i, f)| seeder(f, &catalog, (i < 2).then_some(40), &[]))
         .collect();
     // Its manifest is built and cached; now its bytes go bad behind it.
     for chunk_start in (0..8).map(|i| i * MIB) {

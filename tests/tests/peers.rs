@@ -380,7 +380,15 @@ fn state_changes_wake_the_gui_and_upload_counts_are_published() {
     config.manual_peers = vec![seeder.addr().to_string()];
     let gui = lanspread_net::PeerHandle::start(config, Some(hook)).unwrap();
     assert!(gui.wait_until(Duration::from_secs(10), |s| s.peers.len() == 1));
-    assert!(repaints.load(Ordering::SeqCst) > 0);
+    // The hook runs on the runtime's own task, right after the change.
+    let asked = Instant::now();
+    while repaints.load(Ordering::SeqCst) == 0 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "no repaint was requested"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     // An upload shows up in the seeder's published state and as an event.
     let mut events = seeder.handle.subscribe_events();

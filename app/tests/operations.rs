@@ -1,0 +1,354 @@
+//! `get`, `install`, `uninstall`, `remove`, `update` and `catalog load` as
+//! real processes: killed downloads resume, hostile archives are refused,
+//! errors are clear and leave the disk as it was.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{eventually, json, lanspread, last_json_line, serve, serve_with, status};
+use lanspread_core::GameCatalog;
+use lanspread_net::download::REQUESTS_PER_PEER;
+use lanspread_tests::{GamesFolder, tree_hashes};
+
+const MIB: usize = 1024 * 1024;
+
+fn catalog() -> GameCatalog {
+    GameCatalog::embedded().unwrap()
+}
+
+#[test]
+fn a_killed_download_resumes_and_refetches_only_what_was_in_flight() {
+    let catalog = catalog();
+    let seed = GamesFolder::new();
+    seed.add_payload(
+        "ut2004",
+        &[("ut2004.zip", 48 * MIB), ("extra.pak", 2 * MIB)],
+        21,
+    )
+    .write_catalog_version("ut2004", &catalog);
+    let seed_data = tempfile::tempdir().unwrap();
+    // 200 Mbit/s: the download takes about two seconds.
+    let seeder = serve_with(
+        seed_data.path(),
+        seed.path(),
+        "Seeder",
+        &[],
+        &["--upload-limit", "200"],
+    );
+    eventually(Duration::from_secs(20), || {
+        status(seed_data.path()).filter(|s| s["games"].as_array().is_some_and(|g| !g.is_empty()))
+    });
+
+    let target = GamesFolder::new();
+    let data = tempfile::tempdir().unwrap();
+    let get = |data: &std::path::Path| {
+        let mut cmd = lanspread(data);
+        cmd.args(["get", "ut2004", "--no-discovery", "--json", "--peer"])
+            .arg(seeder.addr.to_string())
+            .arg("--games")
+            .arg(target.path());
+        cmd
+    };
+    let mut first = get(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (no goodbye, like a crash) once it is well under way.
+    eventually(Duration::from_secs(30), || {
+        status(data.path()).and_then(|s| {
+            let download = s["downloads"].as_array()?.first()?.clone();
+            let done = download["done_bytes"].as_u64()?;
+            let total = download["total_bytes"].as_u64()?;
+            (total > 0 && done * 10 >= total * 3).then_some(())
+        })
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        !target.game_dir("ut2004").exists(),
+        "nothing looks complete before it is"
+    );
+
+    let out = get(data.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = last_json_line(&out.stdout);
+    let total = report["total_chunks"].as_u64().unwrap();
+    let fetched = report["chunks_fetched"].as_u64().unwrap();
+    let journaled = report["chunks_journaled"].as_u64().unwrap();
+    let rescued = report["chunks_rescued"].as_u64().unwrap();
+    assert_eq!(fetched + journaled + rescued, total, "{report}");
+    assert!(journaled + rescued > 0, "the second run resumed: {report}");
+    for field in ["id", "version", "bytes", "seconds", "peers"] {
+        assert!(!report[field].is_null(), "{field} missing: {report}");
+    }
+    assert_eq!(report["peers"][0]["addr"], seeder.addr.to_string());
+    assert_eq!(
+        tree_hashes(&seed.game_dir("ut2004")),
+        tree_hashes(&target.game_dir("ut2004"))
+    );
+
+    // The seeder counted every chunk it sent whole: the excess over the
+    // game's chunk count is what was fetched twice.
+    let served = status(seed_data.path()).unwrap()["chunks_served"]
+        .as_u64()
+        .unwrap();
+    let refetched = served - total;
+    eprintln!(
+        "resume: {journaled} journaled, {rescued} rescued, {fetched} fetched again; {refetched} chunks sent twice"
+    );
+    assert!(
+        refetched <= 2 * REQUESTS_PER_PEER as u64,
+        "{refetched} chunks fetched twice; at most the in-flight ones may be"
+    );
+}
+
+fn write_tar(path: &std::path::Path, entries: &[(&str, &[u8])]) {
+    let mut bytes = Vec::new();
+    for (name, data) in entries {
+        // A hand-built header, so hostile names reach the archive as they are.
+        let mut header = [0u8; 512];
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        header[100..107].copy_from_slice(b"0000644");
+        header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        header[136..147].copy_from_slice(b"00000000000");
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
+        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(data);
+        bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    }
+    bytes.resize(bytes.len() + 1024, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn install_uninstall_remove_and_a_hostile_archive() {
+    let catalog = catalog();
+    let games = GamesFolder::new();
+    let game = games.game_dir("q3a");
+    std::fs::create_dir_all(&game).unwrap();
+    write_tar(
+        &game.join("q3a.tar"),
+        &[("baseq3/pak0.pk3", b"pak"), ("quake3.exe", b"exe")],
+    );
+    games.write_catalog_version("q3a", &catalog);
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        lanspread(data.path())
+            .args(args)
+            .arg("--games")
+            .arg(games.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["install", "q3a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(game.join("local/baseq3/pak0.pk3")).unwrap(),
+        b"pak"
+    );
+    let out = run(&["uninstall", "q3a"]);
+    assert!(out.status.success());
+    assert!(!game.join("local").exists() && game.join("q3a.tar").exists());
+
+    // An archive entry that climbs out: refused, nothing written outside.
+    write_tar(
+        &game.join("q3a.tar"),
+        &[("ok.txt", b"ok"), ("../../evil", b"pwned")],
+    );
+    let out = run(&["install", "q3a"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("../../evil") && stderr.contains("not a safe path"),
+        "{stderr}"
+    );
+    assert!(!games.path().join("evil").exists());
+    assert!(!games.path().parent().unwrap().join("evil").exists());
+    assert!(!game.join("local").exists());
+    let hidden: Vec<_> = std::fs::read_dir(&game)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lanspread"))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+
+    let out = run(&["remove", "q3a"]);
+    assert!(out.status.success());
+    assert!(!game.exists());
+    let out = run(&["install", "q3a"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no complete payload"));
+}
+
+#[test]
+fn unknown_games_and_missing_versions_are_clear_errors_that_change_nothing() {
+    let catalog = catalog();
+    let outdated = GamesFolder::new();
+    outdated
+        .add_payload("cs16", &[("cs16.zip", 5000)], 3)
+        .write_version("cs16", "19990619");
+    let seed_data = tempfile::tempdir().unwrap();
+    let seeder = serve(seed_data.path(), outdated.path(), "Old", &[]);
+    let target = GamesFolder::new();
+    let data = tempfile::tempdir().unwrap();
+    let get = |game: &str| {
+        lanspread(data.path())
+            .args(["get", game, "--no-discovery", "--peer"])
+            .arg(seeder.addr.to_string())
+            .arg("--games")
+            .arg(target.path())
+            .output()
+            .unwrap()
+    };
+    let out = get("no-such-game");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in the catalog"));
+    let out = get("cs16");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = catalog.get_str("cs16").unwrap().version.to_string();
+    assert!(
+        stderr.contains("no peer on the LAN has cs16") && stderr.contains(&expected),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_running_peer_carries_out_commands_and_takes_a_newer_catalog() {
+    let catalog = catalog();
+    let games = GamesFolder::new();
+    games
+        .add_payload("ut2004", &[("ut2004.bin", 300_000)], 4)
+        .write_catalog_version("ut2004", &catalog);
+    let data = tempfile::tempdir().unwrap();
+    let _running = serve(data.path(), games.path(), "Host", &[]);
+    eventually(Duration::from_secs(10), || {
+        status(data.path()).filter(|s| s["games"].as_array().is_some_and(|g| g.len() == 1))
+    });
+    // Commands on the same data folder go through the running peer.
+    let out = lanspread(data.path())
+        .args(["install", "ut2004", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        last_json_line(&out.stdout)["message"]
+            .as_str()
+            .unwrap()
+            .contains("installed")
+    );
+    assert!(games.game_dir("ut2004").join("local/ut2004.bin").exists());
+    // A different games folder is refused rather than touched.
+    let other = GamesFolder::new();
+    let out = lanspread(data.path())
+        .args(["uninstall", "ut2004", "--games"])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shares"));
+
+    // A newer catalog: the payload no longer matches and is not shared.
+    let newer = data.path().join("newer.ron");
+    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        &format!(
+            "version: \"{}\"",
+            catalog.get_str("ut2004").unwrap().version
+        ),
+        "version: \"20991231\"",
+        1,
+    );
+    std::fs::write(&newer, text).unwrap();
+    let out = lanspread(data.path())
+        .args(["catalog", "load"])
+        .arg(&newer)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(5), || {
+        let s = status(data.path())?;
+        let shared = s["games"].as_array()?.iter().any(|g| g["shared"] == true);
+        (!shared).then_some(())
+    });
+    // A broken catalog is refused and the running one stays.
+    std::fs::write(&newer, "(edition: \"x\", games: [ (id: ) ])").unwrap();
+    let out = lanspread(data.path())
+        .args(["catalog", "load"])
+        .arg(&newer)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+    let s = json(lanspread(data.path()).args(["status", "--json"]));
+    assert_eq!(s["name"], "Host");
+}
+
+/// Disk full: a small tmpfs as the games folder (needs root, like the lab).
+#[test]
+fn a_game_that_does_not_fit_is_refused_before_anything_is_written() {
+    if !lanspread_tests::lab::root_or_skip() {
+        return;
+    }
+    let catalog = catalog();
+    let seed = GamesFolder::new();
+    seed.add_payload("ut2004", &[("ut2004.zip", 40 * MIB)], 5)
+        .write_catalog_version("ut2004", &catalog);
+    let seed_data = tempfile::tempdir().unwrap();
+    let seeder = serve(seed_data.path(), seed.path(), "Seeder", &[]);
+    eventually(Duration::from_secs(10), || {
+        status(seed_data.path()).filter(|s| s["games"].as_array().is_some_and(|g| !g.is_empty()))
+    });
+    let small = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(small.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.path().to_path_buf());
+    let data = tempfile::tempdir().unwrap();
+    let out = lanspread(data.path())
+        .args(["get", "ut2004", "--no-discovery", "--peer"])
+        .arg(seeder.addr.to_string())
+        .arg("--games")
+        .arg(small.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not enough free space"), "{stderr}");
+    assert_eq!(std::fs::read_dir(small.path()).unwrap().count(), 0);
+}
