@@ -25,3 +25,17 @@ check:
 # The catalog, headless.
 catalog:
     cargo run -p lanspread -- catalog
+
+# Download goodput (1 and 3 seeders), downloader peak RSS and hashing speed
+# beside b3sum, on loopback, with release builds. Figures go in the README.
+bench:
+    cargo build --release -p lanspread -p lanspread-tests --bins
+    ./target/release/lanspread-bench
+
+# The whole CI run, as CI runs it.
+ci:
+    bash .ci/run
+
+# PNGs of the main views, from the demo under Xvfb (needs the xvfb package).
+screenshot:
+    bash scripts/screenshot.sh

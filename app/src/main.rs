@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod context;
+mod demo;
 mod gui;
+mod platform;
 
 /// Spread games across a LAN party: one library of every PC's games,
 /// downloads from every PC that has the right version at once.
@@ -20,6 +22,10 @@ mod gui;
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// Open the window with mDNS discovery off (manual peers only),
+    /// whatever the settings say.
+    #[arg(long)]
+    no_discovery: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -60,12 +66,36 @@ enum Command {
     Remove(cli::ops::RemoveArgs),
     /// Bring a game to the catalog's version, reinstalling it if it was installed.
     Update(cli::ops::OpArgs),
+    /// Open the window with three demo PCs in this process (loopback only),
+    /// sharing generated games to try everything on.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Take screenshots of the main views into DIR, then close.
+    #[arg(long, value_name = "DIR")]
+    screenshots: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        None => gui::run(&cli.global),
+        None => gui::run(
+            &cli.global,
+            gui::WindowOptions {
+                no_discovery: cli.no_discovery,
+                ..Default::default()
+            },
+        ),
+        Some(Command::Demo(args)) => gui::run(
+            &cli.global,
+            gui::WindowOptions {
+                no_discovery: true,
+                demo: true,
+                screenshots: args.screenshots,
+            },
+        ),
         Some(Command::Catalog(args)) => cli::catalog::run(&cli.global, &args),
         Some(Command::Library(args)) => cli::library::run(&cli.global, &args),
         Some(Command::Serve(args)) => cli::serve::run(&cli.global, &args),

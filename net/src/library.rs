@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use lanspread_core::library::scan_library;
 use lanspread_core::manifest::{Manifest, build_manifest};
-use lanspread_core::{GameCatalog, GameId, Store};
+use lanspread_core::{GameCatalog, GameId, LibraryScan, Store};
 
 use crate::proto::AnnouncedGame;
 
@@ -54,12 +54,12 @@ pub fn build_manifests(
     catalog: &GameCatalog,
     store: &Store,
     previous: &BTreeMap<GameId, Arc<Manifest>>,
-) -> BTreeMap<GameId, Arc<Manifest>> {
+) -> (Option<LibraryScan>, BTreeMap<GameId, Arc<Manifest>>) {
     let scan = match scan_library(games_dir, catalog) {
         Ok(scan) => scan,
         Err(err) => {
             tracing::warn!("{err}");
-            return BTreeMap::new();
+            return (None, BTreeMap::new());
         }
     };
     let mut manifests = BTreeMap::new();
@@ -81,5 +81,5 @@ pub fn build_manifests(
             Err(err) => tracing::warn!(game = %shared.id, "not shared: {err}"),
         }
     }
-    manifests
+    (Some(scan), manifests)
 }

@@ -84,6 +84,8 @@ pub struct PeerState {
     pub games_dir: Option<PathBuf>,
     /// Chunk transfers this peer has sent completely since it started.
     pub chunks_served: u64,
+    /// The last scan of the games folder.
+    pub library: Option<Arc<lanspread_core::LibraryScan>>,
 }
 
 /// Something that happened, for logs and the GUI.
@@ -187,6 +189,7 @@ pub struct PeerHandle {
     listen_addr: SocketAddr,
     peer_id: [u8; 16],
     runtime: tokio::runtime::Handle,
+    store: Option<Store>,
 }
 
 impl std::fmt::Debug for PeerHandle {
@@ -239,6 +242,7 @@ impl PeerHandle {
         let transfers = OutboundTransfers::new();
         let catalog = CatalogCell::new(config.catalog.clone());
         let shutdown = CancellationToken::new();
+        let store_handle = store.clone();
         let parts = Parts {
             config,
             store,
@@ -293,7 +297,14 @@ impl PeerHandle {
             listen_addr,
             peer_id,
             runtime,
+            store: store_handle,
         })
+    }
+
+    /// The store this peer opened in its data folder (one per process: a
+    /// second open of the same folder would fail).
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     /// Blocks until `done` holds for the published state or `timeout`
@@ -665,7 +676,17 @@ async fn keep_library(
                 scanned = scanned => scanned,
             };
             match scanned {
-                Ok(scanned) => manifests = scanned,
+                Ok((scan, scanned)) => {
+                    manifests = scanned;
+                    let scan = scan.map(Arc::new);
+                    state.send_if_modified(|s| {
+                        if s.library.as_deref() == scan.as_deref() {
+                            return false;
+                        }
+                        s.library = scan;
+                        true
+                    });
+                }
                 Err(err) => tracing::warn!("library scan failed: {err}"),
             }
         }

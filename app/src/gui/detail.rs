@@ -1,0 +1,193 @@
+//! The detail view of one game, and the confirmations before Update, Remove
+//! and Uninstall.
+
+use super::library::{COVER_HEIGHT, draw_cover, state_colour};
+use super::model::{CardState, GameView, UiCommand};
+use super::screen::{Confirm, Screen};
+use crate::cli::ops::human_bytes;
+
+pub fn show(
+    screen: &mut Screen,
+    ui: &mut egui::Ui,
+    game: &GameView,
+    commands: &mut Vec<UiCommand>,
+) {
+    ui.horizontal(|ui| {
+        ui.heading(&game.title);
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui.button("Close").clicked() {
+                screen.selected = None;
+            }
+        });
+    });
+    let width = ui.available_width();
+    let _ = draw_cover(ui, game, egui::vec2(width, COVER_HEIGHT * 1.3));
+    ui.label(&game.description);
+    ui.separator();
+    egui::Grid::new("facts")
+        .num_columns(2)
+        .spacing([12.0, 4.0])
+        .show(ui, |ui| {
+            ui.label("Genre");
+            ui.label(format!(
+                "{}, up to {} players",
+                game.genre, game.max_players
+            ));
+            ui.end_row();
+            ui.label("Catalog version");
+            ui.label(&game.catalog_version);
+            ui.end_row();
+            ui.label("On this PC");
+            ui.label(game.local_version.as_deref().unwrap_or("-"));
+            ui.end_row();
+            ui.label("Size");
+            ui.label(human_bytes(game.size_bytes));
+            ui.end_row();
+            ui.label("State");
+            ui.colored_label(state_colour(ui, &game.state), game.state_words());
+            ui.end_row();
+            ui.label("Sharing");
+            ui.label(game.sharing_words());
+            ui.end_row();
+            ui.label("Peers with it");
+            ui.label(if game.peer_names.is_empty() {
+                "none".to_owned()
+            } else {
+                game.peer_names.join(", ")
+            });
+            ui.end_row();
+        });
+    if let CardState::Downloading(progress) = &game.state {
+        let fraction = if progress.total_bytes > 0 {
+            progress.done_bytes as f32 / progress.total_bytes as f32
+        } else {
+            0.0
+        };
+        ui.add(egui::ProgressBar::new(fraction).show_percentage());
+    }
+    ui.separator();
+    ui.horizontal_wrapped(|ui| {
+        let here = matches!(
+            game.state,
+            CardState::Downloaded
+                | CardState::Installed
+                | CardState::UpdateAvailable
+                | CardState::Incomplete
+        );
+        match &game.state {
+            CardState::NotHere | CardState::Incomplete if ui.button("Download").clicked() => {
+                commands.push(UiCommand::Download(game.id.clone()));
+            }
+            CardState::Downloading(_) if ui.button("Cancel download").clicked() => {
+                commands.push(UiCommand::CancelDownload(game.id.clone()));
+            }
+            _ => {}
+        }
+        if matches!(game.state, CardState::UpdateAvailable) && ui.button("Update").clicked() {
+            screen.dialog = Some((Confirm::Update, game.id.clone()));
+        }
+        if matches!(game.state, CardState::Downloaded) && ui.button("Install").clicked() {
+            commands.push(UiCommand::Install(game.id.clone()));
+        }
+        if game.installed {
+            if let Some(dir) = &game.local_dir
+                && ui.button("Play folder").clicked()
+            {
+                commands.push(UiCommand::OpenFolder(dir.clone()));
+            }
+            if ui.button("Uninstall").clicked() {
+                screen.dialog = Some((Confirm::Uninstall, game.id.clone()));
+            }
+        }
+        if here && ui.button("Remove").clicked() {
+            screen.dialog = Some((Confirm::Remove, game.id.clone()));
+        }
+    });
+}
+
+/// What a confirmation says will happen.
+pub fn consequence(kind: Confirm, game: &GameView) -> String {
+    match kind {
+        Confirm::Update => format!(
+            "{} will be downloaded at version {} from the PCs that have it, then swapped in for version {}.{}",
+            game.title,
+            game.catalog_version,
+            game.local_version.as_deref().unwrap_or("?"),
+            if game.installed {
+                " The installed game is reinstalled afterwards."
+            } else {
+                ""
+            }
+        ),
+        Confirm::Remove => format!(
+            "The downloaded files of {}{} will be deleted from this PC{}.",
+            game.title,
+            if matches!(game.state, CardState::Downloaded | CardState::Installed) {
+                format!(" ({})", human_bytes(game.size_bytes))
+            } else {
+                String::new()
+            },
+            if game.installed {
+                ", and the installed game with them"
+            } else {
+                ""
+            }
+        ),
+        Confirm::Uninstall => format!(
+            "The installed copy of {} (its local folder, saves included) will be deleted. The downloaded files stay, and stay shared.",
+            game.title
+        ),
+    }
+}
+
+/// The warning about peers downloading from us, if any are.
+pub fn upload_warning(game: &GameView) -> Option<String> {
+    match game.uploads() {
+        0 => None,
+        1 => Some(
+            "1 peer is downloading this game from you; that upload will be stopped.".to_owned(),
+        ),
+        n => Some(format!(
+            "{n} peers are downloading this game from you; their uploads will be stopped."
+        )),
+    }
+}
+
+pub fn confirm_dialog(
+    screen: &mut Screen,
+    ctx: &egui::Context,
+    kind: Confirm,
+    game: &GameView,
+    commands: &mut Vec<UiCommand>,
+) {
+    let (title, action) = match kind {
+        Confirm::Update => ("Update", "Yes, update"),
+        Confirm::Remove => ("Remove", "Yes, remove"),
+        Confirm::Uninstall => ("Uninstall", "Yes, uninstall"),
+    };
+    let modal = egui::Modal::new(egui::Id::unique("confirm")).show(ctx, |ui| {
+        ui.set_width(420.0);
+        ui.heading(format!("{title} {}?", game.title));
+        ui.label(consequence(kind, game));
+        if let Some(warning) = upload_warning(game) {
+            ui.colored_label(ui.visuals().warn_fg_color, warning);
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            if ui.button("Cancel").clicked() {
+                screen.dialog = None;
+            }
+            if ui.button(action).clicked() {
+                screen.dialog = None;
+                commands.push(match kind {
+                    Confirm::Update => UiCommand::Update(game.id.clone()),
+                    Confirm::Remove => UiCommand::Remove(game.id.clone()),
+                    Confirm::Uninstall => UiCommand::Uninstall(game.id.clone()),
+                });
+            }
+        });
+    });
+    if modal.should_close() {
+        screen.dialog = None;
+    }
+}

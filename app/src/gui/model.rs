@@ -1,0 +1,212 @@
+//! What the window draws, worked out from the published state: one
+//! [`GameView`] per catalog game, and the commands the window can send.
+//! Pure functions of the state, so every frame agrees with the runtime.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lanspread_core::{CatalogEntry, GameCatalog, GameId, GameState, Settings};
+use lanspread_net::PeerState;
+use lanspread_net::download::{DownloadProgress, Phase};
+
+/// Everything one frame draws from.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub catalog: Arc<GameCatalog>,
+    pub peer: PeerState,
+}
+
+/// What the window asks the runtime (or the app) to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UiCommand {
+    Download(GameId),
+    CancelDownload(GameId),
+    Install(GameId),
+    Uninstall(GameId),
+    Remove(GameId),
+    Update(GameId),
+    /// Open a folder in the system's file manager.
+    OpenFolder(PathBuf),
+    AddPeer(String),
+    SaveSettings(Settings),
+    StartDemo,
+}
+
+/// A game's state as a card shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CardState {
+    /// Not here; `peers` PCs have the catalog's version.
+    NotHere,
+    /// Not here and no PC on the LAN has the catalog's version.
+    OnNoPeer,
+    Downloading(DownloadProgress),
+    Incomplete,
+    Downloaded,
+    Installed,
+    UpdateAvailable,
+}
+
+/// Whether this PC shares a game, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sharing {
+    /// Announced to peers; `uploads` peers are downloading it from us now.
+    Shared { uploads: usize },
+    /// Not shared, with the reason in words.
+    NotShared(String),
+    /// An update or remove is running: hidden from peers for now.
+    Paused,
+}
+
+/// One catalog game, ready to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GameView {
+    pub id: GameId,
+    pub title: String,
+    pub genre: String,
+    pub max_players: u32,
+    pub description: String,
+    pub catalog_version: String,
+    pub local_version: Option<String>,
+    pub size_bytes: u64,
+    pub state: CardState,
+    /// Peers announcing the catalog's version.
+    pub peers_with_version: usize,
+    /// Names of those peers.
+    pub peer_names: Vec<String>,
+    pub sharing: Sharing,
+    pub installed: bool,
+    pub local_dir: Option<PathBuf>,
+}
+
+impl GameView {
+    pub fn build(entry: &CatalogEntry, peer: &PeerState) -> Self {
+        let local = peer.library.as_ref().and_then(|scan| scan.get(&entry.id));
+        let game_state = peer
+            .library
+            .as_ref()
+            .map_or(GameState::Missing, |scan| scan.state_of(&entry.id));
+        let holders: Vec<&lanspread_net::discovery::RemotePeer> = peer
+            .peers
+            .values()
+            .filter(|p| {
+                p.games
+                    .iter()
+                    .any(|g| g.id == entry.id && g.version == entry.version)
+            })
+            .collect();
+        let announced_size = holders
+            .iter()
+            .flat_map(|p| p.games.iter())
+            .chain(peer.local_games.iter())
+            .find(|g| g.id == entry.id && g.version == entry.version)
+            .map(|g| g.total_bytes);
+        let download = peer
+            .downloads
+            .get(entry.id.as_str())
+            .filter(|d| !matches!(d.phase, Phase::Done | Phase::Failed));
+        let state = match (download, game_state) {
+            (Some(progress), _) => CardState::Downloading(progress.clone()),
+            (None, GameState::Installed)
+                if local.is_some_and(|l| l.payload == lanspread_core::PayloadState::Outdated) =>
+            {
+                CardState::UpdateAvailable
+            }
+            (None, GameState::Installed) => CardState::Installed,
+            (None, GameState::Downloaded) => CardState::Downloaded,
+            (None, GameState::UpdateAvailable) => CardState::UpdateAvailable,
+            (None, GameState::Incomplete) => CardState::Incomplete,
+            (None, GameState::Missing) if holders.is_empty() => CardState::OnNoPeer,
+            (None, GameState::Missing) => CardState::NotHere,
+        };
+        let uploads = peer.transfers.outbound_count(&entry.id);
+        let announced = peer.local_games.iter().any(|g| g.id == entry.id);
+        let sharing = if peer.transfers.is_active(&entry.id) {
+            Sharing::Paused
+        } else if announced {
+            Sharing::Shared { uploads }
+        } else {
+            Sharing::NotShared(match &state {
+                CardState::UpdateAvailable => {
+                    "an older version: only the catalog's version is shared".to_owned()
+                }
+                CardState::Incomplete => "the download is not complete".to_owned(),
+                CardState::Downloaded | CardState::Installed => {
+                    "still checking the files".to_owned()
+                }
+                CardState::Downloading(_) => "still downloading".to_owned(),
+                CardState::NotHere | CardState::OnNoPeer => "not on this PC".to_owned(),
+            })
+        };
+        Self {
+            id: entry.id.clone(),
+            title: entry.title.clone(),
+            genre: entry.genre.clone(),
+            max_players: entry.max_players,
+            description: entry.description.clone(),
+            catalog_version: entry.version.to_string(),
+            local_version: local.and_then(|l| l.local_version.as_ref().map(ToString::to_string)),
+            size_bytes: announced_size.unwrap_or(entry.approx_size_mib * 1024 * 1024),
+            peers_with_version: holders.len(),
+            peer_names: holders.iter().map(|p| p.name.clone()).collect(),
+            state,
+            sharing,
+            installed: local.is_some_and(|l| l.installed),
+            local_dir: peer
+                .games_dir
+                .as_ref()
+                .map(|dir| lanspread_core::layout::local_dir(dir, &entry.id)),
+        }
+    }
+
+    /// "ready on 5 PCs" and friends.
+    pub fn availability(&self) -> String {
+        match self.peers_with_version {
+            0 => "on no PC right now".to_owned(),
+            1 => "ready on 1 PC".to_owned(),
+            n => format!("ready on {n} PCs"),
+        }
+    }
+
+    /// The state in a few words.
+    pub fn state_words(&self) -> String {
+        match &self.state {
+            CardState::NotHere => "not here".to_owned(),
+            CardState::OnNoPeer => "on no peer".to_owned(),
+            CardState::Downloading(p) => {
+                let percent = (p.done_bytes * 100).checked_div(p.total_bytes).unwrap_or(0);
+                format!("downloading {percent}%")
+            }
+            CardState::Incomplete => "incomplete".to_owned(),
+            CardState::Downloaded => "downloaded".to_owned(),
+            CardState::Installed => "installed".to_owned(),
+            CardState::UpdateAvailable => "update available".to_owned(),
+        }
+    }
+
+    /// The sharing indicator in a few words.
+    pub fn sharing_words(&self) -> String {
+        match &self.sharing {
+            Sharing::Shared { uploads: 0 } => "shared".to_owned(),
+            Sharing::Shared { uploads: 1 } => "shared · uploading to 1 PC now".to_owned(),
+            Sharing::Shared { uploads } => format!("shared · uploading to {uploads} PCs now"),
+            Sharing::NotShared(why) => format!("not shared: {why}"),
+            Sharing::Paused => "not shared while it is being changed".to_owned(),
+        }
+    }
+
+    pub fn uploads(&self) -> usize {
+        match self.sharing {
+            Sharing::Shared { uploads } => uploads,
+            _ => 0,
+        }
+    }
+}
+
+/// The views of every catalog game.
+pub fn game_views(snapshot: &Snapshot) -> Vec<GameView> {
+    snapshot
+        .catalog
+        .entries()
+        .map(|entry| GameView::build(entry, &snapshot.peer))
+        .collect()
+}

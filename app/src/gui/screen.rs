@@ -1,0 +1,205 @@
+//! The window's own state (tab, search, selection, open dialog, settings
+//! being edited) and the frame function that draws everything from a
+//! [`Snapshot`] and returns what the user asked for.
+
+use lanspread_core::{GameId, Settings};
+
+use super::log::LogBuffer;
+use super::model::{GameView, Snapshot, UiCommand, game_views};
+use super::picker::FolderPicker;
+
+/// The tabs along the top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Library,
+    Downloads,
+    Peers,
+    Settings,
+    Log,
+}
+
+/// How the library is sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    Title,
+    Size,
+    Peers,
+}
+
+/// Which operation a confirmation dialog is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    Update,
+    Remove,
+    Uninstall,
+}
+
+/// Everything the window remembers between frames.
+pub struct Screen {
+    pub tab: Tab,
+    pub search: String,
+    pub focus_search: bool,
+    pub only_installed: bool,
+    pub only_available: bool,
+    pub only_updates: bool,
+    pub sort: SortBy,
+    pub selected: Option<GameId>,
+    pub dialog: Option<(Confirm, GameId)>,
+    /// Settings as being edited; saved with the Save button.
+    pub settings: Settings,
+    pub add_peer: String,
+    pub log_level: tracing::Level,
+    pub log: LogBuffer,
+    pub picker: Box<dyn FolderPicker>,
+    /// A sentence for the user about the last thing that happened.
+    pub notice: Option<String>,
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Screen")
+            .field("tab", &self.tab)
+            .field("selected", &self.selected)
+            .field("dialog", &self.dialog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Screen {
+    pub fn new(settings: Settings, log: LogBuffer, picker: Box<dyn FolderPicker>) -> Self {
+        Self {
+            tab: Tab::Library,
+            search: String::new(),
+            focus_search: false,
+            only_installed: false,
+            only_available: false,
+            only_updates: false,
+            sort: SortBy::Peers,
+            selected: None,
+            dialog: None,
+            settings,
+            add_peer: String::new(),
+            log_level: tracing::Level::INFO,
+            log,
+            picker,
+            notice: None,
+        }
+    }
+
+    /// The games the library shows, filtered and sorted.
+    pub fn visible_games(&self, snapshot: &Snapshot) -> Vec<GameView> {
+        let needle = self.search.trim().to_lowercase();
+        let mut games: Vec<GameView> = game_views(snapshot)
+            .into_iter()
+            .filter(|g| {
+                needle.is_empty()
+                    || g.title.to_lowercase().contains(&needle)
+                    || g.genre.to_lowercase().contains(&needle)
+                    || g.id.as_str().contains(&needle)
+            })
+            .filter(|g| !self.only_installed || g.installed)
+            .filter(|g| !self.only_available || g.peers_with_version > 0)
+            .filter(|g| {
+                !self.only_updates || matches!(g.state, super::model::CardState::UpdateAvailable)
+            })
+            .collect();
+        match self.sort {
+            SortBy::Title => games.sort_by_key(|g| g.title.to_lowercase()),
+            SortBy::Size => games.sort_by_key(|g| std::cmp::Reverse(g.size_bytes)),
+            SortBy::Peers => games.sort_by(|a, b| {
+                b.peers_with_version
+                    .cmp(&a.peers_with_version)
+                    .then_with(|| a.title.cmp(&b.title))
+            }),
+        }
+        games
+    }
+
+    /// Draws one frame; returns the commands the user gave.
+    pub fn show(&mut self, ui: &mut egui::Ui, snapshot: &Snapshot) -> Vec<UiCommand> {
+        let mut commands = Vec::new();
+        if ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::F)) {
+            self.tab = Tab::Library;
+            self.focus_search = true;
+        }
+        egui::Panel::top("tabs").show(ui, |ui| self.top_bar(ui, snapshot));
+        let first_launch = snapshot.peer.games_dir.is_none();
+        if first_launch && self.tab == Tab::Library {
+            egui::CentralPanel::default().show(ui, |ui| {
+                super::panels::first_launch(self, ui, &mut commands);
+            });
+            return commands;
+        }
+        if self.tab == Tab::Library
+            && let Some(id) = self.selected.clone()
+            && let Some(entry) = snapshot.catalog.get(&id)
+        {
+            let view = GameView::build(entry, &snapshot.peer);
+            egui::Panel::right("detail")
+                .resizable(true)
+                .default_size(360.0)
+                .show(ui, |ui| super::detail::show(self, ui, &view, &mut commands));
+        }
+        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+            Tab::Library => super::library::show(self, ui, snapshot, &mut commands),
+            Tab::Downloads => super::panels::downloads(ui, snapshot, &mut commands),
+            Tab::Peers => super::panels::peers(self, ui, snapshot, &mut commands),
+            Tab::Settings => super::panels::settings(self, ui, &mut commands),
+            Tab::Log => super::panels::log(self, ui),
+        });
+        if let Some((kind, id)) = self.dialog.clone()
+            && let Some(entry) = snapshot.catalog.get(&id)
+        {
+            let view = GameView::build(entry, &snapshot.peer);
+            super::detail::confirm_dialog(self, ui.ctx(), kind, &view, &mut commands);
+        }
+        commands
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui, snapshot: &Snapshot) {
+        ui.horizontal(|ui| {
+            ui.heading("lanspread");
+            ui.separator();
+            let downloads = snapshot
+                .peer
+                .downloads
+                .values()
+                .filter(|d| {
+                    !matches!(
+                        d.phase,
+                        lanspread_net::download::Phase::Done
+                            | lanspread_net::download::Phase::Failed
+                    )
+                })
+                .count();
+            let tabs = [
+                (Tab::Library, "Library".to_owned()),
+                (Tab::Downloads, format!("Downloads ({downloads})")),
+                (Tab::Peers, format!("Peers ({})", snapshot.peer.peers.len())),
+                (Tab::Settings, "Settings".to_owned()),
+                (Tab::Log, "Log".to_owned()),
+            ];
+            for (tab, label) in tabs {
+                ui.selectable_value(&mut self.tab, tab, label);
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let shared = snapshot.peer.local_games.len();
+                let uploads: usize = snapshot.peer.transfers.outbound.values().sum();
+                let text = match (shared, uploads) {
+                    (0, _) => "sharing nothing".to_owned(),
+                    (n, 0) => format!("sharing {n} games"),
+                    (n, u) => format!("sharing {n} games · {u} uploads now"),
+                };
+                ui.label(text);
+            });
+        });
+        if let Some(notice) = self.notice.clone() {
+            ui.horizontal(|ui| {
+                ui.label(notice);
+                if ui.small_button("dismiss").clicked() {
+                    self.notice = None;
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Window tests through egui_kittest: click the button, assert the dialog,
+//! the command, the label. The state drawn is the runtime's own state type,
+//! built from a real games folder; the demo test runs real peers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use lanspread_core::library::scan_library;
+use lanspread_core::{GameCatalog, GameId, Settings, Store};
+use lanspread_net::PeerState;
+use lanspread_net::discovery::{PeerSource, RemotePeer};
+use lanspread_net::download::{DownloadProgress, Phase};
+use lanspread_net::proto::AnnouncedGame;
+use lanspread_tests::GamesFolder;
+
+use super::log::LogBuffer;
+use super::model::{Snapshot, UiCommand};
+use super::picker::PresetPicker;
+use super::screen::{Screen, Tab};
+
+struct TestWindow {
+    screen: Screen,
+    snapshot: Snapshot,
+    sent: Vec<UiCommand>,
+}
+
+fn id(s: &str) -> GameId {
+    GameId::parse(s).unwrap()
+}
+
+fn announced(catalog: &GameCatalog, game: &str) -> AnnouncedGame {
+    AnnouncedGame {
+        id: id(game),
+        version: catalog.get_str(game).unwrap().version.clone(),
+        total_bytes: 305_000,
+        manifest_digest: lanspread_core::Blake3Hash::of(game.as_bytes()),
+    }
+}
+
+/// A PC with ut2004 downloaded (and shared), q3a installed, cs16 outdated,
+/// and two peers that have ut2004 and cs16.
+fn party() -> (GamesFolder, Snapshot) {
+    let catalog = GameCatalog::embedded().unwrap();
+    let folder = GamesFolder::five_states(&catalog);
+    let scan = scan_library(folder.path(), &catalog).unwrap();
+    let mut peers = BTreeMap::new();
+    for (n, name) in ["Alpha", "Bravo"].iter().enumerate() {
+        let key = format!("{n:032}");
+        peers.insert(
+            key.clone(),
+            RemotePeer {
+                id: key,
+                name: (*name).to_owned(),
+                addr: format!("127.0.0.1:{}", 5000 + n).parse().unwrap(),
+                source: PeerSource::Manual,
+                same_catalog: true,
+                games: vec![announced(&catalog, "ut2004"), announced(&catalog, "cs16")],
+                library_revision: Some(1),
+                last_seen: Instant::now(),
+                client: None,
+            },
+        );
+    }
+    let peer = PeerState {
+        peers,
+        local_games: vec![announced(&catalog, "q3a"), announced(&catalog, "ut2004")],
+        games_dir: Some(folder.path().to_path_buf()),
+        library: Some(Arc::new(scan)),
+        ..PeerState::default()
+    };
+    let snapshot = Snapshot {
+        catalog: Arc::new(catalog),
+        peer,
+    };
+    (folder, snapshot)
+}
+
+fn window(snapshot: Snapshot, picker: PresetPicker) -> Harness<'static, TestWindow> {
+    let screen = Screen::new(Settings::default(), LogBuffer::default(), Box::new(picker));
+    let state = TestWindow {
+        screen,
+        snapshot,
+        sent: Vec::new(),
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_ui_state(
+            |ui, w: &mut TestWindow| {
+                let commands = w.screen.show(ui, &w.snapshot);
+                w.sent.extend(commands);
+            },
+            state,
+        )
+}
+
+fn open_detail(harness: &mut Harness<'static, TestWindow>, search: &str) {
+    harness.state_mut().screen.search = search.to_owned();
+    harness.run();
+    harness.get_by_label("Details").click();
+    harness.run();
+}
+
+#[test]
+fn remove_asks_first_cancel_keeps_the_game_and_confirm_sends_remove() {
+    let (_folder, snapshot) = party();
+    let mut harness = window(snapshot, PresetPicker::default());
+    open_detail(&mut harness, "ut2004");
+    assert_eq!(harness.state().screen.selected, Some(id("ut2004")));
+    harness.get_by_label("Remove").click();
+    harness.run();
+    assert!(
+        harness
+            .query_by_label("Remove Unreal Tournament 2004?")
+            .is_some()
+    );
+    assert!(
+        harness
+            .query_by_label_contains("will be deleted from this PC")
+            .is_some()
+    );
+    harness.get_by_label("Cancel").click();
+    harness.run();
+    assert!(
+        harness
+            .query_by_label("Remove Unreal Tournament 2004?")
+            .is_none()
+    );
+    assert!(
+        harness.state().sent.is_empty(),
+        "{:?}",
+        harness.state().sent
+    );
+
+    harness.get_by_label("Remove").click();
+    harness.run();
+    harness.get_by_label("Yes, remove").click();
+    harness.run();
+    assert_eq!(harness.state().sent, vec![UiCommand::Remove(id("ut2004"))]);
+    assert!(
+        harness
+            .query_by_label("Remove Unreal Tournament 2004?")
+            .is_none()
+    );
+}
+
+#[test]
+fn the_confirmation_warns_when_peers_are_downloading_from_us() {
+    let (_folder, mut snapshot) = party();
+    snapshot.peer.transfers.outbound.insert(id("ut2004"), 3);
+    let mut harness = window(snapshot, PresetPicker::default());
+    open_detail(&mut harness, "ut2004");
+    harness.get_by_label("Remove").click();
+    harness.run();
+    assert!(
+        harness
+            .query_by_label(
+                "3 peers are downloading this game from you; their uploads will be stopped."
+            )
+            .is_some()
+    );
+    // Without uploads, no warning.
+    harness.state_mut().snapshot.peer.transfers.outbound.clear();
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("downloading this game from you")
+            .is_none()
+    );
+}
+
+#[test]
+fn cards_follow_the_published_state() {
+    let (_folder, snapshot) = party();
+    let mut harness = window(snapshot, PresetPicker::default());
+    harness.state_mut().screen.search = "ut2004".into();
+    harness.run();
+    assert!(harness.query_by_label("downloaded").is_some());
+    assert!(harness.query_by_label("shared").is_some());
+    assert!(harness.query_by_label("ready on 2 PCs").is_some());
+
+    // Uploads start: the sharing indicator counts them.
+    harness
+        .state_mut()
+        .snapshot
+        .peer
+        .transfers
+        .outbound
+        .insert(id("ut2004"), 2);
+    harness.run();
+    assert!(
+        harness
+            .query_by_label("shared · uploading to 2 PCs now")
+            .is_some()
+    );
+
+    // An operation starts: hidden from peers.
+    harness
+        .state_mut()
+        .snapshot
+        .peer
+        .transfers
+        .active
+        .insert(id("ut2004"));
+    harness.run();
+    assert!(
+        harness
+            .query_by_label("not shared while it is being changed")
+            .is_some()
+    );
+
+    // A download of another game shows its progress.
+    harness.state_mut().screen.search = "bzflag".into();
+    harness.state_mut().snapshot.peer.downloads.insert(
+        "bzflag".into(),
+        DownloadProgress {
+            game: "bzflag".into(),
+            version: "1".into(),
+            phase: Phase::Fetching,
+            total_bytes: 200,
+            done_bytes: 90,
+            bytes_per_sec: 1e6,
+            eta_secs: Some(3),
+            peers: Vec::new(),
+            error: None,
+        },
+    );
+    harness.run();
+    assert!(harness.query_by_label("downloading 45%").is_some());
+
+    // The outdated game offers an update and says why it is not shared.
+    harness.state_mut().screen.search = "counter-strike 1.6".into();
+    harness.run();
+    assert!(harness.query_by_label("update available").is_some());
+    assert!(
+        harness
+            .query_by_label_contains("only the catalog's version is shared")
+            .is_some()
+    );
+}
+
+#[test]
+fn search_and_filters_choose_the_cards() {
+    let (_folder, snapshot) = party();
+    let mut harness = window(snapshot, PresetPicker::default());
+    harness.run();
+    assert!(
+        harness
+            .query_by_label("Age of Empires II: The Conquerors")
+            .is_some()
+    );
+    harness.get_by_label("Search").focus();
+    harness.get_by_label("Search").type_text("unreal");
+    harness.run();
+    assert_eq!(harness.state().screen.search, "unreal");
+    assert!(harness.query_by_label("Unreal Tournament 2004").is_some());
+    assert!(
+        harness
+            .query_by_label("Age of Empires II: The Conquerors")
+            .is_none()
+    );
+    harness.state_mut().screen.search.clear();
+    harness.get_by_label("Installed").click();
+    harness.run();
+    assert!(harness.query_by_label("Quake III Arena").is_some());
+    assert!(harness.query_by_label("Unreal Tournament 2004").is_none());
+}
+
+#[test]
+fn settings_round_trip_through_the_store() {
+    let (folder, snapshot) = party();
+    let picked = folder.path().to_path_buf();
+    let picker = PresetPicker {
+        answers: vec![picked.clone()],
+    };
+    let mut harness = window(snapshot, picker);
+    harness.state_mut().screen.tab = Tab::Settings;
+    harness.run();
+    harness.get_by_label("Browse…").click();
+    harness.run();
+    harness.get_by_label("Display name").focus();
+    harness.get_by_label("Display name").type_text("Fragmaster");
+    harness.run();
+    harness
+        .get_by_label("Find other PCs on the network (mDNS)")
+        .click();
+    harness.run();
+    harness.get_by_label("Save").click();
+    harness.run();
+    let saved = match harness.state().sent.as_slice() {
+        [UiCommand::SaveSettings(settings)] => settings.clone(),
+        other => panic!("expected one save, got {other:?}"),
+    };
+    assert_eq!(saved.games_dir, Some(picked));
+    assert_eq!(saved.display_name, "Fragmaster");
+    assert!(!saved.discovery_enabled);
+    // What the window saves is what the next start reads.
+    let data = tempfile::tempdir().unwrap();
+    Store::open(data.path())
+        .unwrap()
+        .save_settings(&saved)
+        .unwrap();
+    assert_eq!(Store::open(data.path()).unwrap().settings().unwrap(), saved);
+}
+
+#[test]
+fn first_launch_asks_for_a_games_folder_and_explains_why() {
+    let (folder, mut snapshot) = party();
+    snapshot.peer.games_dir = None;
+    let picker = PresetPicker {
+        answers: vec![folder.path().to_path_buf()],
+    };
+    let mut harness = window(snapshot, picker);
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("Pick the folder where your games live")
+            .is_some()
+    );
+    harness.get_by_label("Choose a games folder…").click();
+    harness.run();
+    assert!(matches!(
+        harness.state().sent.as_slice(),
+        [UiCommand::SaveSettings(s)] if s.games_dir.as_deref() == Some(folder.path())
+    ));
+}
+
+/// The demo for real: three peers in this process, the window's download
+/// command, the card reaching "downloaded", and the bytes checked.
+#[test]
+fn the_demo_downloads_a_game_from_three_peers() {
+    let data = tempfile::tempdir().unwrap();
+    let launch = super::backend::Launch {
+        data_dir: data.path().to_path_buf(),
+        catalog_override: None,
+        discovery_off: true,
+    };
+    let (mut backend, settings) = super::backend::Backend::start(launch, None).unwrap();
+    backend.start_demo();
+    let demo = backend.demo.as_ref().unwrap();
+    assert!(demo.wait_until_shared(Duration::from_secs(60)));
+    let screen = Screen::new(
+        settings,
+        LogBuffer::default(),
+        Box::new(PresetPicker::default()),
+    );
+    let app = super::LanspreadApp {
+        screen,
+        backend,
+        tour: None,
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_ui_state(|ui, app: &mut super::LanspreadApp| app.frame(ui), app);
+    harness.state_mut().screen.search = "ut2004".into();
+    harness.run();
+    let started = Instant::now();
+    while harness.query_by_label("ready on 3 PCs").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the demo peers never showed up"
+        );
+        harness.run();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.get_by_label("Download").click();
+    harness.run();
+    let started = Instant::now();
+    while harness.query_by_label("downloaded").is_none()
+        && harness.query_by_label("installed").is_none()
+    {
+        if started.elapsed() > Duration::from_secs(30) {
+            let snapshot = harness.state().backend.snapshot();
+            panic!(
+                "the download never finished: notice {:?}, downloads {:?}",
+                harness.state().screen.notice,
+                snapshot.peer.downloads
+            );
+        }
+        harness.run();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let demo = harness.state().backend.demo.as_ref().unwrap();
+    let ours = lanspread_tests::tree_hashes(&demo.own_games.join("ut2004"));
+    let theirs = lanspread_tests::tree_hashes(&demo.peer_games(0).join("ut2004"));
+    assert_eq!(ours, theirs);
+    let snapshot = harness.state().backend.snapshot();
+    let progress = &snapshot.peer.downloads["ut2004"];
+    assert_eq!(progress.phase, Phase::Done);
+    assert_eq!(
+        progress.peers.iter().filter(|p| p.bytes > 0).count(),
+        3,
+        "{:?}",
+        progress.peers
+    );
+}

@@ -1,0 +1,286 @@
+//! `just bench`: download goodput from 1 and from 3 seeders on loopback, the
+//! downloader's peak memory, and hashing speed beside `b3sum` when present.
+//!
+//! Runs the release `lanspread` binary as real processes (discovery off,
+//! loopback only). A benchmark, not a test: it prints figures, compared side
+//! by side in one run, medians of several runs; it asserts nothing.
+//!
+//! Environment: `LANSPREAD_BENCH_GIB` (game size, default 2),
+//! `LANSPREAD_BENCH_RUNS` (runs per case, default 3), `LANSPREAD_BIN`
+//! (default: `lanspread` beside this executable).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lanspread_core::manifest::build_manifest;
+use lanspread_core::{GameCatalog, GameId, GameVersion, Store};
+use rand::{RngCore, SeedableRng};
+
+fn env_number(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn lanspread_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("LANSPREAD_BIN") {
+        return PathBuf::from(path);
+    }
+    let me = std::env::current_exe().unwrap();
+    me.with_file_name(format!("lanspread{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// Writes the game: four files of random content, `total` bytes in all.
+fn make_game(dir: &Path, total: u64) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut block = vec![0u8; 8 << 20];
+    let mut files = Vec::new();
+    for index in 0..4 {
+        let path = dir.join(format!("data{index}.pak"));
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut left = total / 4;
+        while left > 0 {
+            rng.fill_bytes(&mut block);
+            let n = left.min(block.len() as u64) as usize;
+            file.write_all(&block[..n]).unwrap();
+            left -= n as u64;
+        }
+        file.flush().unwrap();
+        files.push(path);
+    }
+    files
+}
+
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(bin: &Path, data: &Path, games: &Path) -> (Served, String) {
+    let mut child = Command::new(bin)
+        .arg("--data")
+        .arg(data)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-discovery",
+            "--games",
+        ])
+        .arg(games)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().trim_start_matches("listening on ").to_owned();
+    (Served(child), addr)
+}
+
+/// Waits until the seeder on `data` announces its game (hashing is done).
+fn wait_announced(bin: &Path, data: &Path) {
+    let started = Instant::now();
+    loop {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(data)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if status["games"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g["shared"] == true))
+            {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "seeder never announced"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Peak resident memory of a running process, in KiB (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One download: goodput in MiB/s and the downloader's peak RSS in MiB.
+fn download(bin: &Path, seeders: &[String], scratch: &Path) -> (f64, f64) {
+    let games = scratch.join("games");
+    let data = scratch.join("data");
+    let _ = std::fs::remove_dir_all(&games);
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&games).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("--data")
+        .arg(&data)
+        .args(["get", "ut2004", "--no-discovery", "--json", "--games"])
+        .arg(&games)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for seeder in seeders {
+        cmd.arg("--peer").arg(seeder);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut peak = 0;
+    let output = loop {
+        if let Some(rss) = peak_rss_kib(pid) {
+            peak = peak.max(rss);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(output.status.success(), "get failed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let bytes = report["bytes"].as_f64().unwrap();
+    let seconds = report["seconds"].as_f64().unwrap();
+    (bytes / seconds / (1 << 20) as f64, peak as f64 / 1024.0)
+}
+
+fn main() {
+    let gib = env_number("LANSPREAD_BENCH_GIB", 2.0);
+    let runs = env_number("LANSPREAD_BENCH_RUNS", 3.0) as usize;
+    let bin = lanspread_bin();
+    assert!(
+        bin.exists(),
+        "{} not found: build it with --release first",
+        bin.display()
+    );
+    let root = tempfile::tempdir().unwrap();
+    let total = (gib * (1u64 << 30) as f64) as u64;
+    let catalog = GameCatalog::embedded().unwrap();
+    let version = catalog.get_str("ut2004").unwrap().version.clone();
+
+    println!(
+        "lanspread bench: a {gib} GiB game (4 files of random bytes), {runs} runs per case, loopback"
+    );
+    let seed_games = root.path().join("seed0");
+    let files = make_game(&seed_games.join("ut2004"), total);
+    std::fs::write(seed_games.join("ut2004/version.ini"), version.to_ini()).unwrap();
+
+    // Hashing: our manifest builder (fresh store each run) and b3sum.
+    let mut ours = Vec::new();
+    for _ in 0..runs {
+        let data = tempfile::tempdir().unwrap();
+        let store = Store::open(data.path()).unwrap();
+        let started = Instant::now();
+        let build = build_manifest(
+            &seed_games.join("ut2004"),
+            &GameId::parse("ut2004").unwrap(),
+            &GameVersion::parse(version.as_str()).unwrap(),
+            &store,
+        )
+        .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        ours.push(build.hashed_bytes as f64 / seconds / (1 << 20) as f64);
+    }
+    let ours = median(&mut ours);
+    println!("hashing   lanspread manifest (whole file + 1 MiB chunks): {ours:8.0} MiB/s");
+    for threads in ["1", "0"] {
+        let mut speeds = Vec::new();
+        for _ in 0..runs {
+            let started = Instant::now();
+            let mut cmd = Command::new("b3sum");
+            if threads == "1" {
+                cmd.args(["--num-threads", "1"]);
+            }
+            let Ok(status) = cmd.args(&files).stdout(Stdio::null()).status() else {
+                break;
+            };
+            if status.success() {
+                speeds.push(total as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64);
+            }
+        }
+        if speeds.is_empty() {
+            println!("hashing   b3sum: not installed (cargo install b3sum)");
+            break;
+        }
+        let label = if threads == "1" {
+            "1 thread"
+        } else {
+            "all threads"
+        };
+        println!(
+            "hashing   b3sum ({label}): {:8.0} MiB/s   (lanspread / b3sum = {:.2})",
+            median(&mut speeds),
+            ours / median(&mut speeds)
+        );
+    }
+
+    // Three seeders sharing hard links of the same files.
+    let mut seeders = Vec::new();
+    for index in 0..3 {
+        let games = root.path().join(format!("seed{index}"));
+        if index > 0 {
+            std::fs::create_dir_all(games.join("ut2004")).unwrap();
+            for entry in std::fs::read_dir(seed_games.join("ut2004")).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap();
+                std::fs::hard_link(&path, games.join("ut2004").join(name)).unwrap();
+            }
+        }
+        let data = root.path().join(format!("seed{index}-data"));
+        let (served, addr) = serve(&bin, &data, &games);
+        wait_announced(&bin, &data);
+        seeders.push((served, addr));
+    }
+    let addrs: Vec<String> = seeders.iter().map(|(_, a)| a.clone()).collect();
+    let scratch = root.path().join("downloader");
+    let mut results = Vec::new();
+    for count in [1usize, 3] {
+        let mut goodput = Vec::new();
+        let mut rss = Vec::new();
+        for _ in 0..runs {
+            let (speed, peak) = download(&bin, &addrs[..count], &scratch);
+            goodput.push(speed);
+            rss.push(peak);
+        }
+        let (speed, peak) = (median(&mut goodput), median(&mut rss));
+        println!(
+            "download  {count} seeder{}: {speed:8.0} MiB/s goodput, downloader peak RSS {peak:6.1} MiB (runs: {})",
+            if count == 1 { " " } else { "s" },
+            goodput
+                .iter()
+                .map(|g| format!("{g:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        results.push(speed);
+    }
+    println!(
+        "download  3 seeders / 1 seeder = {:.2}",
+        results[1] / results[0]
+    );
+}
