@@ -2,12 +2,15 @@
 //! [`GameView`] per catalog game, and the commands the window can send.
 //! Pure functions of the state, so every frame agrees with the runtime.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use lanspread_core::{CatalogEntry, GameCatalog, GameId, GameState, Settings};
 use lanspread_net::PeerState;
+use lanspread_net::discovery::RemotePeer;
 use lanspread_net::download::{DownloadProgress, Phase};
+use lanspread_net::proto::AnnouncedGame;
 
 /// Everything one frame draws from.
 #[derive(Debug, Clone)]
@@ -79,27 +82,29 @@ pub struct GameView {
 }
 
 impl GameView {
-    pub fn build(entry: &CatalogEntry, peer: &PeerState) -> Self {
+    /// The view of one game; `lan` is [`LanIndex::new`] of the same state.
+    pub fn build(entry: &CatalogEntry, peer: &PeerState, lan: &LanIndex<'_>) -> Self {
         let local = peer.library.as_ref().and_then(|scan| scan.get(&entry.id));
         let game_state = peer
             .library
             .as_ref()
             .map_or(GameState::Missing, |scan| scan.state_of(&entry.id));
-        let holders: Vec<&lanspread_net::discovery::RemotePeer> = peer
-            .peers
-            .values()
-            .filter(|p| {
-                p.games
-                    .iter()
-                    .any(|g| g.id == entry.id && g.version == entry.version)
+        let holders: Vec<(&RemotePeer, &AnnouncedGame)> = lan
+            .holders
+            .get(&entry.id)
+            .map(|all| {
+                all.iter()
+                    .filter(|(_, g)| g.version == entry.version)
+                    .copied()
+                    .collect()
             })
-            .collect();
-        let announced_size = holders
-            .iter()
-            .flat_map(|p| p.games.iter())
-            .chain(peer.local_games.iter())
-            .find(|g| g.id == entry.id && g.version == entry.version)
-            .map(|g| g.total_bytes);
+            .unwrap_or_default();
+        let announced_size = holders.first().map(|(_, g)| g.total_bytes).or_else(|| {
+            peer.local_games
+                .iter()
+                .find(|g| g.id == entry.id && g.version == entry.version)
+                .map(|g| g.total_bytes)
+        });
         let download = peer
             .downloads
             .get(entry.id.as_str())
@@ -147,7 +152,7 @@ impl GameView {
             local_version: local.and_then(|l| l.local_version.as_ref().map(ToString::to_string)),
             size_bytes: announced_size.unwrap_or(entry.approx_size_mib * 1024 * 1024),
             peers_with_version: holders.len(),
-            peer_names: holders.iter().map(|p| p.name.clone()).collect(),
+            peer_names: holders.iter().map(|(p, _)| p.name.clone()).collect(),
             state,
             sharing,
             installed: local.is_some_and(|l| l.installed),
@@ -202,11 +207,41 @@ impl GameView {
     }
 }
 
+/// Who on the LAN announces which game, built once per frame so that a
+/// catalog of thousands of games and fifty peers costs one pass.
+#[derive(Debug, Default)]
+pub struct LanIndex<'a> {
+    holders: HashMap<&'a GameId, Vec<(&'a RemotePeer, &'a AnnouncedGame)>>,
+}
+
+impl<'a> LanIndex<'a> {
+    pub fn new(peer: &'a PeerState) -> Self {
+        let mut holders: HashMap<&GameId, Vec<(&RemotePeer, &AnnouncedGame)>> = HashMap::new();
+        for remote in peer.peers.values() {
+            for game in &remote.games {
+                holders.entry(&game.id).or_default().push((remote, game));
+            }
+        }
+        Self { holders }
+    }
+}
+
 /// The views of every catalog game.
 pub fn game_views(snapshot: &Snapshot) -> Vec<GameView> {
+    let lan = LanIndex::new(&snapshot.peer);
     snapshot
         .catalog
         .entries()
-        .map(|entry| GameView::build(entry, &snapshot.peer))
+        .map(|entry| GameView::build(entry, &snapshot.peer, &lan))
         .collect()
+}
+
+/// The view of one game.
+pub fn game_view(snapshot: &Snapshot, id: &GameId) -> Option<GameView> {
+    let entry = snapshot.catalog.get(id)?;
+    Some(GameView::build(
+        entry,
+        &snapshot.peer,
+        &LanIndex::new(&snapshot.peer),
+    ))
 }

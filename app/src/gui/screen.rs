@@ -5,7 +5,7 @@
 use lanspread_core::{GameId, Settings};
 
 use super::log::LogBuffer;
-use super::model::{GameView, Snapshot, UiCommand, game_views};
+use super::model::{GameView, Snapshot, UiCommand, game_view, game_views};
 use super::picker::FolderPicker;
 
 /// The tabs along the top.
@@ -132,9 +132,8 @@ impl Screen {
         }
         if self.tab == Tab::Library
             && let Some(id) = self.selected.clone()
-            && let Some(entry) = snapshot.catalog.get(&id)
+            && let Some(view) = game_view(snapshot, &id)
         {
-            let view = GameView::build(entry, &snapshot.peer);
             egui::Panel::right("detail")
                 .resizable(true)
                 .default_size(360.0)
@@ -148,9 +147,8 @@ impl Screen {
             Tab::Log => super::panels::log(self, ui),
         });
         if let Some((kind, id)) = self.dialog.clone()
-            && let Some(entry) = snapshot.catalog.get(&id)
+            && let Some(view) = game_view(snapshot, &id)
         {
-            let view = GameView::build(entry, &snapshot.peer);
             super::detail::confirm_dialog(self, ui.ctx(), kind, &view, &mut commands);
         }
         commands

@@ -396,3 +396,70 @@ fn the_demo_downloads_a_game_from_three_peers() {
         progress.peers
     );
 }
+
+/// 2,000 catalog games and 50 peers: the window still draws and searches
+/// (cards are laid out only where visible). The frame time is printed for
+/// the record, never asserted.
+#[test]
+fn a_big_party_stays_drawable() {
+    let mut text = String::from("(edition: \"big\", games: [\n");
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "(id: \"game{i:04}\", title: \"Game {i:04}\", version: \"1\", description: \"d\", genre: \"g\", max_players: 8, approx_size_mib: {}),\n",
+            100 + i
+        ));
+    }
+    text.push_str("])");
+    let catalog = GameCatalog::parse(&text, "big.ron").unwrap();
+    let mut peers = BTreeMap::new();
+    for p in 0..50 {
+        let key = format!("{p:032}");
+        let games = (0..100)
+            .map(|g| AnnouncedGame {
+                id: id(&format!("game{:04}", (p * 37 + g * 13) % 2000)),
+                version: lanspread_core::GameVersion::parse("1").unwrap(),
+                total_bytes: 1 << 30,
+                manifest_digest: lanspread_core::Blake3Hash::of(&[p as u8]),
+            })
+            .collect();
+        peers.insert(
+            key.clone(),
+            RemotePeer {
+                id: key,
+                name: format!("PC {p}"),
+                addr: format!("127.0.0.1:{}", 6000 + p).parse().unwrap(),
+                source: PeerSource::Manual,
+                same_catalog: true,
+                games,
+                library_revision: Some(1),
+                last_seen: Instant::now(),
+                client: None,
+            },
+        );
+    }
+    let folder = GamesFolder::new();
+    let snapshot = Snapshot {
+        catalog: Arc::new(catalog),
+        peer: PeerState {
+            peers,
+            games_dir: Some(folder.path().to_path_buf()),
+            ..PeerState::default()
+        },
+    };
+    let mut harness = window(snapshot, PresetPicker::default());
+    let mut frames = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        harness.step();
+        frames.push(started.elapsed());
+    }
+    frames.sort();
+    eprintln!(
+        "2000 games, 50 peers: median frame {:?} (debug build)",
+        frames[frames.len() / 2]
+    );
+    harness.state_mut().screen.search = "game1999".into();
+    harness.run();
+    assert!(harness.query_by_label("Game 1999").is_some());
+    assert!(harness.query_by_label("Game 0001").is_none());
+}
