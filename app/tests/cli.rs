@@ -2,27 +2,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
+mod common;
+
 use std::process::Command;
 
 use lanspread_core::GameCatalog;
 use lanspread_tests::GamesFolder;
 use serde_json::Value;
 
+/// `lanspread --data DATA`: never the real user's data folder.
 fn lanspread(data: &tempfile::TempDir) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanspread"));
-    // Never read or create the real user's data folder.
-    cmd.arg("--data").arg(data.path());
-    cmd
+    common::lanspread(data.path())
 }
 
 fn json_of(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::json(cmd)
 }
 
 #[test]

@@ -246,42 +246,47 @@ impl Backend {
     /// Answers that arrived since the last frame, as sentences.
     pub fn poll(&mut self) -> Vec<String> {
         let mut notices = Vec::new();
-        self.pending.retain_mut(|pending| match pending {
-            Pending::Text(answer) => match answer.try_recv() {
-                Ok(Ok(message)) => {
-                    notices.push(message);
+        self.pending.retain_mut(|pending| {
+            let answer = match pending {
+                Pending::Text(answer) => answered(answer.try_recv()),
+                Pending::Download(answer) => answered(answer.try_recv()).map(|result| {
+                    result.map(|report| {
+                        if report.total_chunks == 0 {
+                            format!("{} is already here.", report.id)
+                        } else {
+                            format!(
+                                "{} downloaded: {:.1} MiB in {:.1}s from {} PCs, every chunk verified.",
+                                report.id,
+                                report.bytes as f64 / 1048576.0,
+                                report.seconds,
+                                report.peers.iter().filter(|p| p.bytes > 0).count()
+                            )
+                        }
+                    })
+                }),
+            };
+            match answer {
+                None => true,
+                Some(Ok(sentence) | Err(sentence)) => {
+                    notices.push(sentence);
                     false
                 }
-                Ok(Err(error)) => {
-                    notices.push(error);
-                    false
-                }
-                Err(oneshot::error::TryRecvError::Empty) => true,
-                Err(oneshot::error::TryRecvError::Closed) => false,
-            },
-            Pending::Download(answer) => match answer.try_recv() {
-                Ok(Ok(report)) if report.total_chunks == 0 => {
-                    notices.push(format!("{} is already here.", report.id));
-                    false
-                }
-                Ok(Ok(report)) => {
-                    notices.push(format!(
-                        "{} downloaded: {:.1} MiB in {:.1}s from {} PCs, every chunk verified.",
-                        report.id,
-                        report.bytes as f64 / 1048576.0,
-                        report.seconds,
-                        report.peers.iter().filter(|p| p.bytes > 0).count()
-                    ));
-                    false
-                }
-                Ok(Err(error)) => {
-                    notices.push(error);
-                    false
-                }
-                Err(oneshot::error::TryRecvError::Empty) => true,
-                Err(oneshot::error::TryRecvError::Closed) => false,
-            },
+            }
         });
         notices
+    }
+}
+
+/// `None` while the answer is still coming; a dropped sender (the runtime
+/// stopped) reads as an error.
+fn answered<T>(
+    received: Result<Result<T, String>, oneshot::error::TryRecvError>,
+) -> Option<Result<T, String>> {
+    match received {
+        Ok(result) => Some(result),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => {
+            Some(Err("lanspread stopped before it answered".to_owned()))
+        }
     }
 }
