@@ -27,6 +27,7 @@ const GAMES: &[DemoGame] = &[
     ("q3a", &[("baseq3.pak", 60)], [true, false, true]),
     ("cs16", &[("cstrike.pak", 40)], [false, true, true]),
     ("aoe2", &[("aoe2.pak", 30)], [true, true, false]),
+    ("openarena", &[("openarena.pak", 20)], [false, true, true]),
 ];
 
 /// The running demo peers and their files; everything goes when dropped.

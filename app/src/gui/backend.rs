@@ -35,6 +35,8 @@ pub struct Backend {
     peer: Option<PeerHandle>,
     catalog: Arc<GameCatalog>,
     pub catalog_warning: Option<String>,
+    /// The organiser's catalog file in use, if any (covers are looked up beside it).
+    catalog_file: Option<PathBuf>,
     pending: Vec<Pending>,
     repaint: Option<Arc<dyn Fn() + Send + Sync>>,
     pub demo: Option<Demo>,
@@ -64,6 +66,7 @@ impl Backend {
             peer: None,
             catalog: Arc::new(GameCatalog::embedded()?),
             catalog_warning: None,
+            catalog_file: None,
             pending: Vec::new(),
             repaint,
             demo: None,
@@ -83,7 +86,8 @@ impl Backend {
             .catalog_override
             .clone()
             .or(settings.catalog_file.clone());
-        let loaded = crate::context::load_catalog(catalog_file);
+        let loaded = crate::context::load_catalog(catalog_file.clone());
+        self.catalog_file = catalog_file.filter(|_| loaded.warning.is_none());
         self.catalog_warning = loaded.warning;
         self.catalog = Arc::new(loaded.catalog);
         let mut config = PeerConfig::loopback((*self.catalog).clone());
@@ -117,6 +121,13 @@ impl Backend {
         tracing::info!(addr = %peer.listen_addr(), "peer started");
         self.peer = Some(peer);
         Ok(())
+    }
+
+    /// The folder of the organiser's catalog in use, if one is.
+    pub fn catalog_dir(&self) -> Option<PathBuf> {
+        self.catalog_file
+            .as_ref()
+            .and_then(|file| file.parent().map(std::path::Path::to_path_buf))
     }
 
     /// The state this frame draws.

@@ -21,7 +21,12 @@ pub fn show(
         });
     });
     let width = ui.available_width();
-    let _ = draw_cover(ui, game, egui::vec2(width, COVER_HEIGHT * 1.3));
+    let _ = draw_cover(
+        ui,
+        &mut screen.covers,
+        game,
+        egui::vec2(width, COVER_HEIGHT * 1.3),
+    );
     ui.label(&game.description);
     ui.separator();
     egui::Grid::new("facts")

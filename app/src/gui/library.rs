@@ -94,11 +94,41 @@ pub fn initials(title: &str) -> String {
         .collect()
 }
 
-/// A generated cover: the game's colour and initials. Never a blank box.
-/// Clicking it opens the game's details.
-pub fn draw_cover(ui: &mut egui::Ui, game: &GameView, size: egui::Vec2) -> egui::Response {
+/// The game's cover: the catalog's art when it names one that loads,
+/// otherwise its colour and initials. Never a blank box. Clicking it opens
+/// the game's details.
+pub fn draw_cover(
+    ui: &mut egui::Ui,
+    covers: &mut super::covers::Covers,
+    game: &GameView,
+    size: egui::Vec2,
+) -> egui::Response {
     let (rect, response) = ui.allocate_exact_size(size, egui::Sense::click());
     let painter = ui.painter_at(rect);
+    if let Some(texture) = game
+        .cover
+        .as_deref()
+        .and_then(|c| covers.texture(ui.ctx(), c))
+    {
+        // Fill the box, cropping the art rather than stretching it.
+        let [w, h] = texture.size().map(|v| v as f32);
+        let (box_ratio, art_ratio) = (size.x / size.y, w / h);
+        let uv = if art_ratio > box_ratio {
+            let keep = box_ratio / art_ratio;
+            egui::Rect::from_min_max(
+                egui::pos2((1.0 - keep) / 2.0, 0.0),
+                egui::pos2((1.0 + keep) / 2.0, 1.0),
+            )
+        } else {
+            let keep = art_ratio / box_ratio;
+            egui::Rect::from_min_max(
+                egui::pos2(0.0, (1.0 - keep) / 2.0),
+                egui::pos2(1.0, (1.0 + keep) / 2.0),
+            )
+        };
+        painter.image(texture.id(), rect, uv, egui::Color32::WHITE);
+        return response.on_hover_cursor(egui::CursorIcon::PointingHand);
+    }
     painter.rect_filled(rect, 6.0, cover_colour(game.id.as_str()));
     painter.text(
         rect.center(),
@@ -138,7 +168,14 @@ fn card(
         ui.set_width(width - 14.0);
         ui.set_height(CARD_HEIGHT - 14.0);
         ui.vertical(|ui| {
-            if draw_cover(ui, game, egui::vec2(width - 14.0, COVER_HEIGHT)).clicked() {
+            if draw_cover(
+                ui,
+                &mut screen.covers,
+                game,
+                egui::vec2(width - 14.0, COVER_HEIGHT),
+            )
+            .clicked()
+            {
                 screen.selected = Some(game.id.clone());
             }
             ui.add(egui::Label::new(egui::RichText::new(&game.title).strong()).truncate());

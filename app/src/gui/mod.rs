@@ -10,6 +10,7 @@
 //! (the link to the runtime), [`log`] and [`picker`].
 
 pub mod backend;
+pub mod covers;
 pub mod detail;
 pub mod library;
 pub mod log;
@@ -43,6 +44,11 @@ impl LanspreadApp {
         for notice in self.backend.poll() {
             tracing::info!("{notice}");
             self.screen.notice = Some(notice);
+        }
+        let catalog_dir = self.backend.catalog_dir();
+        if self.screen.covers.catalog_dir != catalog_dir {
+            self.screen.covers.catalog_dir = catalog_dir;
+            self.screen.covers.clear();
         }
         let snapshot = self.backend.snapshot();
         let commands = self.screen.show(ui, &snapshot);

@@ -79,6 +79,8 @@ pub struct GameView {
     pub sharing: Sharing,
     pub installed: bool,
     pub local_dir: Option<PathBuf>,
+    /// The cover the catalog names, if any.
+    pub cover: Option<String>,
 }
 
 impl GameView {
@@ -156,6 +158,7 @@ impl GameView {
             state,
             sharing,
             installed: local.is_some_and(|l| l.installed),
+            cover: entry.cover.clone(),
             local_dir: peer
                 .games_dir
                 .as_ref()

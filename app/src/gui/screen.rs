@@ -53,6 +53,7 @@ pub struct Screen {
     pub picker: Box<dyn FolderPicker>,
     /// A sentence for the user about the last thing that happened.
     pub notice: Option<String>,
+    pub covers: super::covers::Covers,
 }
 
 impl std::fmt::Debug for Screen {
@@ -83,6 +84,7 @@ impl Screen {
             log,
             picker,
             notice: None,
+            covers: super::covers::Covers::default(),
         }
     }
 
