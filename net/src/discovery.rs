@@ -5,8 +5,8 @@
 //! long-poll the peer's library so a change arrives as soon as it happens.
 //! The session ends when the connection does (QUIC's idle timeout notices a
 //! silent peer within seconds) and the peer leaves the table with it.
-//! Manual peers are retried until shutdown; mDNS peers come back when they
-//! are announced again.
+//! Manual peers are retried until shutdown, mDNS peers until their
+//! announcement goes away, with a back-off while they cannot be reached.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -26,8 +26,9 @@ use crate::runtime::{Event, PeerState};
 pub const SERVICE_TYPE: &str = "_lanspread._udp.local.";
 /// How long connecting and the hello may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Pause between attempts to reach a manual peer.
-const MANUAL_RETRY: Duration = Duration::from_secs(1);
+/// First pause between attempts to reach a peer; it doubles up to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_LAST: Duration = Duration::from_secs(8);
 
 /// How we learned of a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,49 +117,51 @@ impl PeerDirectory {
     /// Adds a peer typed in by address (`HOST:PORT`); retried until shutdown.
     pub async fn add_manual(&self, target: &str) -> Result<SocketAddr, String> {
         let addr = resolve(target).await?;
+        self.follow(addr, PeerSource::Manual);
+        Ok(addr)
+    }
+
+    /// A peer announced over mDNS: followed, and reconnected after a lost
+    /// connection (a cable pulled and plugged back), until its announcement
+    /// goes away ([`PeerDirectory::forget`]) or shutdown.
+    pub fn add_discovered(&self, addr: SocketAddr) {
+        self.follow(addr, PeerSource::Mdns);
+    }
+
+    /// One task per address: a session, and after it ends another attempt,
+    /// backing off from 1 s to 8 s while the peer cannot be reached.
+    fn follow(&self, addr: SocketAddr, source: PeerSource) {
         let Some(token) = self.claim(addr) else {
-            return Ok(addr);
+            return;
         };
         let this = self.clone();
-        let span = tracing::info_span!("peer", %addr, source = "manual");
+        let span = tracing::info_span!("peer", %addr, ?source);
         self.inner.tasks.spawn(
             async move {
+                let mut pause = RETRY_FIRST;
                 loop {
-                    match this.run_session(addr, PeerSource::Manual, &token).await {
+                    let started = std::time::Instant::now();
+                    match this.run_session(addr, source, &token).await {
                         SessionEnd::Myself => {
-                            tracing::info!("that address is this PC; not adding it");
+                            tracing::debug!("that address is this PC; not following it");
                             break;
                         }
                         SessionEnd::Shutdown => break,
                         SessionEnd::Duplicate => {}
                         SessionEnd::Failed(err) => tracing::debug!("{err}"),
                     }
+                    // A session that lasted a while was a real connection:
+                    // try again soon. Repeated failures back off.
+                    pause = if started.elapsed() > RETRY_LAST {
+                        RETRY_FIRST
+                    } else {
+                        (pause * 2).min(RETRY_LAST)
+                    };
                     tokio::select! {
                         biased;
                         () = token.cancelled() => break,
-                        () = tokio::time::sleep(MANUAL_RETRY) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
-                }
-                this.release(addr);
-            }
-            .instrument(span),
-        );
-        Ok(addr)
-    }
-
-    /// A peer announced over mDNS: one attempt per announcement.
-    pub fn add_discovered(&self, addr: SocketAddr) {
-        let Some(token) = self.claim(addr) else {
-            return;
-        };
-        let this = self.clone();
-        let span = tracing::info_span!("peer", %addr, source = "mdns");
-        self.inner.tasks.spawn(
-            async move {
-                if let SessionEnd::Failed(err) =
-                    this.run_session(addr, PeerSource::Mdns, &token).await
-                {
-                    tracing::debug!("{err}");
                 }
                 this.release(addr);
             }
