@@ -39,3 +39,9 @@ ci:
 # PNGs of the main views, from the demo under Xvfb (needs the xvfb package).
 screenshot:
     bash scripts/screenshot.sh
+
+# The LAN lab benchmark (root): goodput over shaped links, % of the link and
+# of QUIC's ceiling, for the four cases in the README.
+lab-bench:
+    cargo build --release -p lanspread -p lanspread-tests --bins
+    ./target/release/lanspread-lab-bench
