@@ -523,11 +523,13 @@ impl Fetch<'_> {
     }
 
     fn on_fetched(&mut self, peer: usize, chunk: usize, result: Result<Vec<u8>, FetchError>) {
-        self.tags.remove(&(peer, chunk));
-        if self.slots[peer].share.dropped {
+        // A request whose tag is gone was already written off: aborted as a
+        // duplicate, or its peer dropped. It may still finish before the
+        // abort lands; its result must not be counted a second time.
+        if self.tags.remove(&(peer, chunk)).is_none() || self.slots[peer].share.dropped {
             return;
         }
-        self.slots[peer].in_flight -= 1;
+        self.slots[peer].in_flight = self.slots[peer].in_flight.saturating_sub(1);
         let bytes = match result {
             Ok(bytes) => bytes,
             Err(err) => {
