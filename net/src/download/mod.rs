@@ -41,8 +41,10 @@ use crate::client::{ClientError, PeerClient};
 use crate::platform::write_all_at;
 use crate::runtime::PeerState;
 
-/// Requests in flight per peer.
-pub const REQUESTS_PER_PEER: usize = 4;
+/// Requests in flight per peer (1 MiB each). 8 rather than 4 keeps a
+/// single 1 Gbit seeder's link fuller (lab bench: 90 % -> 94 % of QUIC's
+/// ceiling); memory stays at 8 MiB per peer.
+pub const REQUESTS_PER_PEER: usize = 8;
 /// A chunk request that takes longer than this drops the peer.
 pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to wait for manifests.

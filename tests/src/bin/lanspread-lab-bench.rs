@@ -209,8 +209,15 @@ fn main() {
         "{:<24} {:>10} {:>8} {:>10} {:>13}",
         "case", "Mbit/s", "% link", "% ceiling", "stream/wire"
     );
+    // `LANSPREAD_LAB_CASES=0,1` runs only those cases (for tuning).
+    let only: Option<Vec<usize>> = std::env::var("LANSPREAD_LAB_CASES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     let mut results = Vec::new();
-    for case in &cases {
+    for (index, case) in cases.iter().enumerate() {
+        if only.as_ref().is_some_and(|only| !only.contains(&index)) {
+            continue;
+        }
         let outcome = run_case(case, runs);
         println!(
             "{:<24} {:>10.0} {:>7.1}% {:>9.1}% {:>13.3}",
@@ -222,8 +229,10 @@ fn main() {
         );
         results.push(outcome);
     }
-    println!(
-        "slow-seeder case vs the fast seeders' sum (600 Mbit at the same stream share): {:.1} %",
-        results[2].goodput_mbit / (600.0 * results[2].stream_share) * 100.0
-    );
+    if only.is_none() {
+        println!(
+            "slow-seeder case vs the fast seeders' sum (600 Mbit at the same stream share): {:.1} %",
+            results[2].goodput_mbit / (600.0 * results[2].stream_share) * 100.0
+        );
+    }
 }
