@@ -197,32 +197,22 @@ impl Lab {
     }
 
     /// Shapes `host`'s link (both directions) to `mbit` Mbit/s with tbf.
+    /// The bucket holds 10 ms of traffic (at least 256 KiB): a smaller one
+    /// cannot reach the nominal rate at gigabit speeds (the kernel refills
+    /// it once per timer tick).
     pub fn shape(&self, host: usize, mbit: u32) -> Result<(), String> {
         let rate = format!("{mbit}mbit");
+        let burst_bytes = (u64::from(mbit) * 125_000 / 100).max(256 * 1024);
+        let burst = format!("{burst_bytes}b");
         let ns = &self.hosts[host].namespace;
-        run(&[
-            "ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf",
-            "rate", &rate, "burst", "256kb", "latency", "50ms",
-        ])?;
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.bridge,
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            &format!("p{host}"),
-            "root",
-            "tbf",
-            "rate",
-            &rate,
-            "burst",
-            "256kb",
-            "latency",
-            "50ms",
-        ])
+        let port = format!("p{host}");
+        for (namespace, device) in [(ns.as_str(), "eth0"), (self.bridge.as_str(), port.as_str())] {
+            run(&[
+                "ip", "netns", "exec", namespace, "tc", "qdisc", "replace", "dev", device, "root",
+                "tbf", "rate", &rate, "burst", &burst, "latency", "50ms",
+            ])?;
+        }
+        Ok(())
     }
 
     /// Pulls or plugs `host`'s cable.
