@@ -478,7 +478,10 @@ fn a_peer_updating_a_game_others_download_from_it() {
         String::from_utf8_lossy(&loaded.stderr)
     );
     let stopped = Instant::now();
-    eventually(Duration::from_secs(1), || {
+    // The cancellation itself is immediate (the catalog load answers after
+    // it); polling through `ip netns exec` on a loaded machine is not, so
+    // the bound here is loose. The one-second bound is asserted in-process.
+    eventually(Duration::from_secs(5), || {
         let status = party.status(0)?;
         let uploads: u64 = status["games"]
             .as_array()?

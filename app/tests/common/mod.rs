@@ -93,7 +93,9 @@ pub fn last_json_line(stdout: &[u8]) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-/// Polls `check` until it returns `Some` or `timeout` passes.
+/// Polls `check` until it returns `Some` or `timeout` passes. A failure is
+/// reported at the caller's line.
+#[track_caller]
 pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     loop {
