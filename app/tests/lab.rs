@@ -127,6 +127,24 @@ impl Party {
         common::last_json_line(&out.stdout)
     }
 
+    /// Starts `get ID --json` through the peer in `host`, in the background.
+    fn start_get(&self, host: usize, game: &str) -> std::thread::JoinHandle<std::process::Output> {
+        let mut cmd = self.lab.command(host, BIN);
+        cmd.arg("--data")
+            .arg(self.data(host))
+            .args(["get", game, "--json"]);
+        std::thread::spawn(move || cmd.output().unwrap())
+    }
+
+    /// Waits until the download running in `host` is past `percent` %.
+    fn wait_for_progress(&self, host: usize, percent: u64) {
+        eventually(Duration::from_secs(20), || {
+            let status = self.status(host)?;
+            let d = status["downloads"].as_array()?.first()?.clone();
+            (d["done_bytes"].as_u64()? * 100 > d["total_bytes"].as_u64()? * percent).then_some(())
+        });
+    }
+
     fn kill(&mut self, host: usize) {
         if let Some(index) = self.served[host].take() {
             let child = self.lab.child(index);
@@ -308,19 +326,9 @@ fn a_pulled_cable_mid_download_is_survived_and_the_peer_comes_back() {
     party.serve(3, &[]);
     let names: Vec<String> = (0..3).map(|h| format!("h{h}")).collect();
     party.wait_for_sources(3, &names);
-    let downloader = std::thread::spawn({
-        let mut cmd = party.lab.command(3, BIN);
-        cmd.arg("--data")
-            .arg(party.data(3))
-            .args(["get", "ut2004", "--json"]);
-        move || cmd.output().unwrap()
-    });
+    let downloader = party.start_get(3, "ut2004");
     // Pull h0's cable once the download is under way.
-    eventually(Duration::from_secs(20), || {
-        let status = party.status(3)?;
-        let d = status["downloads"].as_array()?.first()?.clone();
-        (d["done_bytes"].as_u64()? * 5 > d["total_bytes"].as_u64()?).then_some(())
-    });
+    party.wait_for_progress(3, 20);
     party.lab.set_link(0, false).unwrap();
     let out = downloader.join().unwrap();
     assert!(
@@ -366,18 +374,8 @@ fn a_seeder_joining_mid_download_is_picked_up() {
     party.serve(3, &[]);
     let first: Vec<String> = (0..2).map(|h| format!("h{h}")).collect();
     party.wait_for_sources(3, &first);
-    let downloader = std::thread::spawn({
-        let mut cmd = party.lab.command(3, BIN);
-        cmd.arg("--data")
-            .arg(party.data(3))
-            .args(["get", "ut2004", "--json"]);
-        move || cmd.output().unwrap()
-    });
-    eventually(Duration::from_secs(20), || {
-        let status = party.status(3)?;
-        let d = status["downloads"].as_array()?.first()?.clone();
-        (d["done_bytes"].as_u64()? * 10 > d["total_bytes"].as_u64()?).then_some(())
-    });
+    let downloader = party.start_get(3, "ut2004");
+    party.wait_for_progress(3, 10);
     party.serve(2, &[]);
     let out = downloader.join().unwrap();
     assert!(
@@ -453,15 +451,7 @@ fn a_peer_updating_a_game_others_download_from_it() {
     for host in 3..6 {
         party.wait_for_sources(host, &seeders);
     }
-    let downloads: Vec<_> = (3..6)
-        .map(|host| {
-            let mut cmd = party.lab.command(host, BIN);
-            cmd.arg("--data")
-                .arg(party.data(host))
-                .args(["get", "ut2004", "--json"]);
-            std::thread::spawn(move || cmd.output().unwrap())
-        })
-        .collect();
+    let downloads: Vec<_> = (3..6).map(|host| party.start_get(host, "ut2004")).collect();
     // Once h0 is uploading, it is handed the newer catalog and told to update.
     eventually(Duration::from_secs(20), || {
         let status = party.status(0)?;
