@@ -45,3 +45,7 @@ screenshot:
 lab-bench:
     cargo build --release -p lanspread -p lanspread-tests --bins
     ./target/release/lanspread-lab-bench
+
+# The window with three demo PCs in this process (loopback only).
+demo:
+    cargo run --release -p lanspread -- demo
