@@ -728,11 +728,6 @@ fn publish_library(
     }
 }
 
-/// The data folder of a running peer, for the control client.
-pub fn data_dir_is_running(dir: &Path) -> bool {
-    crate::data_lock::is_locked(dir)
-}
-
 /// What local commands (downloads and operations) work with.
 struct LocalContext {
     games_dir: Option<PathBuf>,

@@ -17,7 +17,7 @@ use lanspread_net::{PeerConfig, PeerHandle};
 
 use super::peer_args::{PeerArgs, default_display_name};
 use crate::GlobalArgs;
-use crate::context::{catalog_for_cli, init_logging};
+use crate::context::{catalog_for_cli, human_bytes, init_logging};
 
 #[derive(Debug, clap::Args)]
 pub struct OpArgs {
@@ -187,21 +187,6 @@ fn check_same_games_dir(data_dir: &Path, games: Option<&Path>) -> anyhow::Result
         );
     }
     Ok(())
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// Progress on stderr: a line redrawn in place on a terminal, a line per

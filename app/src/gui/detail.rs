@@ -4,7 +4,7 @@
 use super::library::{COVER_HEIGHT, draw_cover, state_colour};
 use super::model::{CardState, GameView, UiCommand};
 use super::screen::{Confirm, Screen};
-use crate::cli::ops::human_bytes;
+use crate::context::human_bytes;
 
 pub fn show(
     screen: &mut Screen,

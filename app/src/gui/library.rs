@@ -3,7 +3,7 @@
 
 use super::model::{CardState, GameView, Sharing, Snapshot, UiCommand};
 use super::screen::{Screen, SortBy};
-use crate::cli::ops::human_bytes;
+use crate::context::human_bytes;
 
 /// The narrowest a card gets; cards widen to fill the row.
 pub const CARD_WIDTH: f32 = 230.0;

@@ -6,7 +6,7 @@ use lanspread_net::download::Phase;
 
 use super::model::{Snapshot, UiCommand};
 use super::screen::Screen;
-use crate::cli::ops::human_bytes;
+use crate::context::human_bytes;
 
 pub fn first_launch(screen: &mut Screen, ui: &mut egui::Ui, commands: &mut Vec<UiCommand>) {
     ui.vertical_centered(|ui| {
