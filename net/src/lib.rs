@@ -12,7 +12,8 @@
 //! - [`client`]: asking a peer for hello, library, manifest and chunks.
 //! - [`discovery`]: mDNS and manual peers, and the peer table.
 //! - [`download`]: aggregated, verified, resumable downloads.
-//! - [`runtime`]: the background runtime: commands in, state and events out.
+//! - [`runtime`]: the background runtime: commands in, state and events out;
+//!   its local commands (downloads, install, update, …) live in `local`.
 //! - [`control`]: the local control socket for CLI commands.
 
 pub mod client;
@@ -22,6 +23,7 @@ pub mod discovery;
 pub mod download;
 pub mod endpoint;
 pub mod library;
+mod local;
 mod platform;
 pub mod proto;
 pub mod rate;

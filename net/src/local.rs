@@ -1,0 +1,239 @@
+//! Local commands of the peer runtime: downloads, install, uninstall,
+//! remove, update and catalog loads, each run as its own task with the
+//! runtime's shared parts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lanspread_core::{GameCatalog, GameId, OutboundTransfers, Store};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::download::{DownloadJob, DownloadProgress, DownloadReport, run_download};
+use crate::runtime::{Command, Event, PeerState};
+use crate::serve::CatalogCell;
+
+/// What local commands (downloads and operations) work with.
+pub(crate) struct LocalContext {
+    pub(crate) games_dir: Option<PathBuf>,
+    pub(crate) store: Option<Store>,
+    pub(crate) catalog: CatalogCell,
+    pub(crate) transfers: OutboundTransfers,
+    pub(crate) state: watch::Sender<PeerState>,
+    pub(crate) rescan: mpsc::Sender<()>,
+    /// Running downloads; the mutex guards only inserts and removals.
+    pub(crate) downloads: std::sync::Mutex<BTreeMap<GameId, CancellationToken>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Removes a download from the running set when it ends, however it ends.
+struct DownloadSlot<'a> {
+    local: &'a LocalContext,
+    game: GameId,
+}
+
+impl Drop for DownloadSlot<'_> {
+    fn drop(&mut self) {
+        let mut downloads = self
+            .local
+            .downloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        downloads.remove(&self.game);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LocalOp {
+    Install,
+    Uninstall,
+    Remove { keep_local: bool },
+}
+
+impl LocalContext {
+    fn folders(&self) -> Result<(PathBuf, Store), String> {
+        match (&self.games_dir, &self.store) {
+            (Some(games_dir), Some(store)) => Ok((games_dir.clone(), store.clone())),
+            _ => Err("this lanspread has no games folder; start it with --games DIR".to_owned()),
+        }
+    }
+
+    pub(crate) fn cancel_download(&self, game: &GameId) {
+        let downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(token) = downloads.get(game) {
+            token.cancel();
+        }
+    }
+
+    pub(crate) async fn run(&self, command: Command, events: &broadcast::Sender<Event>) {
+        match command {
+            Command::Download { game, reply } => {
+                let _ = reply.send(self.download(&game, events).await);
+            }
+            Command::Update { game, reply } => {
+                let _ = reply.send(self.update(&game, events).await);
+            }
+            Command::Install { game, reply } => {
+                let _ = reply.send(self.operate(&game, LocalOp::Install).await);
+            }
+            Command::Uninstall { game, reply } => {
+                let _ = reply.send(self.operate(&game, LocalOp::Uninstall).await);
+            }
+            Command::Remove {
+                game,
+                keep_local,
+                reply,
+            } => {
+                let _ = reply.send(self.operate(&game, LocalOp::Remove { keep_local }).await);
+            }
+            Command::LoadCatalog { path, reply } => {
+                let _ = reply.send(self.load_catalog(&path));
+            }
+            Command::AddPeer { .. } | Command::Rescan | Command::CancelDownload { .. } => {}
+        }
+    }
+
+    /// Downloads the catalog's version unless it is already here.
+    async fn download(
+        &self,
+        game: &GameId,
+        events: &broadcast::Sender<Event>,
+    ) -> Result<DownloadReport, String> {
+        let (games_dir, store) = self.folders()?;
+        let catalog = self.catalog.get();
+        let Some(expected) = catalog.expected_version(game).cloned() else {
+            return Err(format!("{game} is not in the catalog"));
+        };
+        let here = lanspread_core::library::scan_game(&games_dir, game, &catalog);
+        if here.payload == lanspread_core::PayloadState::Current {
+            return Ok(DownloadReport {
+                id: game.to_string(),
+                version: expected.to_string(),
+                bytes: 0,
+                seconds: 0.0,
+                peers: Vec::new(),
+                chunks_fetched: 0,
+                chunks_journaled: 0,
+                chunks_rescued: 0,
+                total_chunks: 0,
+            });
+        }
+        let cancel = self.shutdown.child_token();
+        {
+            let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
+            if downloads.contains_key(game) {
+                return Err(format!("{game} is already downloading"));
+            }
+            downloads.insert(game.clone(), cancel.clone());
+        }
+        let _slot = DownloadSlot {
+            local: self,
+            game: game.clone(),
+        };
+        let progress_state = self.state.clone();
+        let progress_events = events.clone();
+        let job = DownloadJob {
+            game: game.clone(),
+            games_dir,
+            store,
+            catalog,
+            transfers: self.transfers.clone(),
+            peers: self.state.subscribe(),
+            cancel,
+            on_progress: Box::new(move |progress: &DownloadProgress| {
+                progress_state.send_modify(|s| {
+                    s.downloads.insert(progress.game.clone(), progress.clone());
+                });
+                let _ = progress_events.send(Event::Download(progress.clone()));
+            }),
+        };
+        let span = tracing::info_span!("download", game = %game);
+        let result = tracing::Instrument::instrument(run_download(job), span).await;
+        let _ = self.rescan.try_send(());
+        match result {
+            Ok(report) => {
+                tracing::info!(
+                    bytes = report.bytes,
+                    seconds = report.seconds,
+                    "download of {game} complete"
+                );
+                Ok(report)
+            }
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    async fn update(
+        &self,
+        game: &GameId,
+        events: &broadcast::Sender<Event>,
+    ) -> Result<String, String> {
+        let (games_dir, _) = self.folders()?;
+        let catalog = self.catalog.get();
+        let here = lanspread_core::library::scan_game(&games_dir, game, &catalog);
+        if here.payload == lanspread_core::PayloadState::Current {
+            return Ok(format!("{game} is already at the catalog's version"));
+        }
+        let was_installed = here.installed;
+        let report = self.download(game, events).await?;
+        let mut message = format!(
+            "{game} updated to {} ({} bytes fetched)",
+            report.version, report.bytes
+        );
+        if was_installed {
+            self.operate(game, LocalOp::Install).await?;
+            message.push_str("; reinstalled");
+        }
+        Ok(message)
+    }
+
+    async fn operate(&self, game: &GameId, op: LocalOp) -> Result<String, String> {
+        let (games_dir, store) = self.folders()?;
+        let guard = self
+            .transfers
+            .begin_operation(game)
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = game.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            use lanspread_core::ops;
+            match op {
+                LocalOp::Install => ops::install(&games_dir, &id, &store, &guard)
+                    .map(|bytes| format!("{id} installed ({bytes} bytes unpacked)")),
+                LocalOp::Uninstall => ops::uninstall(&games_dir, &id, &store, &guard)
+                    .map(|()| format!("{id} uninstalled")),
+                LocalOp::Remove { keep_local } => {
+                    ops::remove(&games_dir, &id, keep_local, &store, &guard)
+                        .map(|()| format!("{id} removed"))
+                }
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = self.rescan.try_send(());
+        result.map_err(|e| e.to_string())
+    }
+
+    /// Swaps the catalog, and stops uploads of every game whose payload no
+    /// longer matches it, at once.
+    fn load_catalog(&self, path: &Path) -> Result<String, String> {
+        let catalog = GameCatalog::from_file(path).map_err(|e| e.to_string())?;
+        let count = catalog.len();
+        let edition = catalog.edition().to_owned();
+        self.catalog.set(catalog);
+        let current = self.catalog.get();
+        let mut stopped = 0;
+        if let Some(games_dir) = &self.games_dir {
+            for game in self.transfers.snapshot().outbound.keys() {
+                if lanspread_core::library::check_shareable(games_dir, &current, game).is_err() {
+                    stopped += self.transfers.cancel_transfers(game);
+                }
+            }
+        }
+        let _ = self.rescan.try_send(());
+        Ok(format!(
+            "catalog {} loaded ({count} games, edition {edition}); {stopped} uploads of games no longer matching it were stopped",
+            path.display()
+        ))
+    }
+}
