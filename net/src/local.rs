@@ -111,6 +111,7 @@ impl LocalContext {
                 version: expected.to_string(),
                 bytes: 0,
                 seconds: 0.0,
+                fetch_seconds: 0.0,
                 peers: Vec::new(),
                 chunks_fetched: 0,
                 chunks_journaled: 0,

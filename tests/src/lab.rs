@@ -31,6 +31,42 @@ pub struct Host {
     pub ip: Ipv4Addr,
 }
 
+/// Counters of one shaper (`tc -s qdisc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShaperStats {
+    /// Bytes passed, link-layer headers of every segment included.
+    pub bytes: u64,
+    /// Packets passed (each segment of a GSO batch counts).
+    pub packets: u64,
+    /// Packets the shaper dropped because its queue was full.
+    pub dropped: u64,
+}
+
+impl ShaperStats {
+    /// Reads the first ` Sent B bytes P pkt (dropped D, ...` line.
+    pub fn parse(text: &str) -> Option<Self> {
+        let line = text.lines().find(|l| l.trim_start().starts_with("Sent "))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let number = |i: usize| -> Option<u64> {
+            words.get(i)?.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()
+        };
+        Some(Self {
+            bytes: number(1)?,
+            packets: number(3)?,
+            dropped: number(6)?,
+        })
+    }
+
+    /// The counts between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            packets: self.packets.saturating_sub(earlier.packets),
+            dropped: self.dropped.saturating_sub(earlier.dropped),
+        }
+    }
+}
+
 /// A running lab; removed when dropped.
 #[derive(Debug)]
 pub struct Lab {
@@ -215,6 +251,21 @@ impl Lab {
         Ok(())
     }
 
+    /// What the shaper on the bridge side of `host`'s link has passed toward
+    /// `host` so far. The kernel counts every segment of a GSO batch with
+    /// its own headers here, as the link would carry them (an interface's
+    /// `rx_bytes` counts a batch's headers once, which hides most of QUIC's
+    /// overhead).
+    pub fn delivered(&self, host: usize) -> Result<ShaperStats, String> {
+        let port = format!("p{host}");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.bridge, "tc", "-s", "qdisc", "show", "dev", &port])
+            .output()
+            .map_err(|e| format!("tc: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ShaperStats::parse(&text).ok_or_else(|| format!("no shaper statistics in: {text}"))
+    }
+
     /// Pulls or plugs `host`'s cable.
     pub fn set_link(&self, host: usize, up: bool) -> Result<(), String> {
         let state = if up { "up" } else { "down" };
@@ -240,5 +291,34 @@ impl Drop for Lab {
             let _ = run(&["ip", "netns", "del", &host.namespace]);
         }
         let _ = run(&["ip", "netns", "del", &self.bridge]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShaperStats;
+
+    #[test]
+    fn shaper_stats_are_read_from_tc_output() {
+        let text = "qdisc tbf 8001: root refcnt 2 rate 1Gbit burst 1250000b lat 50ms \n \
+                    Sent 812345678 bytes 543210 pkt (dropped 12, overlimits 3456 requeues 0) \n \
+                    backlog 0b 0p requeues 0\n";
+        let stats = ShaperStats::parse(text).unwrap();
+        assert_eq!(
+            stats,
+            ShaperStats {
+                bytes: 812_345_678,
+                packets: 543_210,
+                dropped: 12
+            }
+        );
+        let earlier = ShaperStats {
+            bytes: 345_678,
+            packets: 210,
+            dropped: 2,
+        };
+        assert_eq!(stats.since(earlier).bytes, 812_000_000);
+        assert_eq!(stats.since(earlier).dropped, 10);
+        assert!(ShaperStats::parse("qdisc noqueue 0: root").is_none());
     }
 }

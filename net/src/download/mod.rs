@@ -301,6 +301,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         .map(|(_, c)| c.len)
         .sum();
     progress.phase = Phase::Fetching;
+    let fetch_started = Instant::now();
     for source in used {
         fetch.add_source(source);
     }
@@ -315,6 +316,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         }
     };
     drop(fetch);
+    let fetch_seconds = fetch_started.elapsed().as_secs_f64();
 
     // 6. Everything verified: close the files, swap in under the guard.
     for file in &staging.files {
@@ -351,6 +353,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         version: version.to_string(),
         bytes: fetched_bytes,
         seconds: started.elapsed().as_secs_f64(),
+        fetch_seconds,
         peers: peers_report,
         chunks_fetched: fetched_chunks,
         chunks_journaled: resumed.journaled,
@@ -558,15 +561,28 @@ impl Fetch<'_> {
         }
     }
 
-    fn flush_journal(&self, journal: &Journal) -> Result<(), DownloadError> {
-        for file in &self.files {
-            file.sync_data()
-                .map_err(|e| DownloadError::Io(e.to_string()))?;
-        }
-        self.job
-            .store
-            .put_journal(self.job.game.as_str(), journal)?;
-        Ok(())
+    /// Makes the journal say what is on disk: the staging files' data is
+    /// synced first, then the snapshot of the journal taken before the sync
+    /// is stored. Runs on a blocking thread, so the fetch loop keeps the
+    /// requests flowing while the disk catches up.
+    fn flush_journal(
+        &self,
+        journal: &Journal,
+    ) -> tokio::task::JoinHandle<Result<(), DownloadError>> {
+        let (files, store, game, journal) = (
+            self.files.clone(),
+            self.job.store.clone(),
+            self.job.game.clone(),
+            journal.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            for file in &files {
+                file.sync_data()
+                    .map_err(|e| DownloadError::Io(e.to_string()))?;
+            }
+            store.put_journal(game.as_str(), &journal)?;
+            Ok(())
+        })
     }
 
     async fn run(
@@ -579,6 +595,7 @@ impl Fetch<'_> {
         let mut meter = SpeedMeter::new(Duration::from_secs(3));
         let mut journal_dirty = false;
         let mut last_journal = Instant::now();
+        let mut flushing: Option<tokio::task::JoinHandle<Result<(), DownloadError>>> = None;
         let mut lost_since: Option<Instant> = None;
         let result = loop {
             if self.scheduler.is_finished() && self.writes.is_empty() {
@@ -625,10 +642,23 @@ impl Fetch<'_> {
                         self.on_fetched(peer, chunk, result);
                     }
                 }
+                flushed = async {
+                    match flushing.as_mut() {
+                        Some(flush) => flush.await,
+                        None => std::future::pending().await,
+                    }
+                }, if flushing.is_some() => {
+                    flushing = None;
+                    match flushed {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => break Err(err),
+                        Err(err) => break Err(DownloadError::Io(err.to_string())),
+                    }
+                }
                 _ = tick.tick() => {
                     self.pick_up_new_sources();
-                    if journal_dirty && last_journal.elapsed() >= JOURNAL_EVERY {
-                        self.flush_journal(journal)?;
+                    if journal_dirty && flushing.is_none() && last_journal.elapsed() >= JOURNAL_EVERY {
+                        flushing = Some(self.flush_journal(journal));
                         journal_dirty = false;
                         last_journal = Instant::now();
                     }
@@ -650,8 +680,11 @@ impl Fetch<'_> {
             }
         }
         // Whatever happened, keep what was verified for a resume.
+        if let Some(flush) = flushing {
+            let _ = flush.await;
+        }
         if journal_dirty {
-            let _ = self.flush_journal(journal);
+            let _ = self.flush_journal(journal).await;
         }
         result?;
         shares = self.shares(&shares);

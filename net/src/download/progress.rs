@@ -61,7 +61,11 @@ pub struct DownloadReport {
     pub version: String,
     /// Bytes fetched over the network in this run.
     pub bytes: u64,
+    /// The whole download: finding sources, manifests, fetching, the swap.
     pub seconds: f64,
+    /// The fetch alone: first chunk request to last chunk verified.
+    #[serde(default)]
+    pub fetch_seconds: f64,
     pub peers: Vec<PeerShare>,
     /// Chunks fetched in this run.
     pub chunks_fetched: usize,
