@@ -4,7 +4,9 @@
 //! Each peer asks for its next chunk when it has room for another request:
 //! pending chunks go first, in order; when none is pending, a peer steals a
 //! chunk another peer is still fetching (at most [`MAX_COPIES`] requests per
-//! chunk), so a slow peer never holds the end back. The first verified copy
+//! chunk), so a slow peer never holds the end back. The caller decides which
+//! steals are worth their bytes ([`Scheduler::next_for_where`]): a copy that
+//! would arrive after the original only costs link capacity. The first verified copy
 //! of a chunk wins and is written; later copies are dropped. A peer that
 //! fails gives its chunks back.
 //!
@@ -137,8 +139,20 @@ impl<P: Clone + PartialEq> Scheduler<P> {
         matches!(self.states.get(chunk), Some(ChunkState::Done))
     }
 
-    /// The next chunk `peer` should fetch, if any.
+    /// The next chunk `peer` should fetch, if any, stealing any chunk others
+    /// are still fetching once nothing is pending.
     pub fn next_for(&mut self, peer: &P) -> Option<usize> {
+        self.next_for_where(peer, |_, _| true)
+    }
+
+    /// The next chunk `peer` should fetch: a pending one, or else the oldest
+    /// chunk in flight elsewhere for which `worth_stealing(chunk, holders)`
+    /// says a second copy from `peer` would help.
+    pub fn next_for_where(
+        &mut self,
+        peer: &P,
+        mut worth_stealing: impl FnMut(usize, &[P]) -> bool,
+    ) -> Option<usize> {
         while let Some(chunk) = self.pending.pop_front() {
             if self.states[chunk] == ChunkState::Pending {
                 self.states[chunk] = ChunkState::InFlight(vec![peer.clone()]);
@@ -149,7 +163,8 @@ impl<P: Clone + PartialEq> Scheduler<P> {
         // Nothing pending: steal the oldest chunk others are still fetching.
         let stolen = self.in_flight.iter().copied().find(|chunk| {
             matches!(&self.states[*chunk], ChunkState::InFlight(peers)
-                if peers.len() < MAX_COPIES && !peers.contains(peer))
+                if peers.len() < MAX_COPIES && !peers.contains(peer)
+                    && worth_stealing(*chunk, peers))
         })?;
         if let ChunkState::InFlight(peers) = &mut self.states[stolen] {
             peers.push(peer.clone());
@@ -218,6 +233,24 @@ mod tests {
         assert!(s.is_finished());
     }
 
+    #[test]
+    fn steals_only_what_the_caller_finds_worth_it() {
+        let mut s = Scheduler::new(3, |_| false);
+        for chunk in 0..3 {
+            assert_eq!(s.next_for(&"a"), Some(chunk));
+        }
+        assert_eq!(s.next_for_where(&"b", |_, _| false), None);
+        let mut asked = Vec::new();
+        let pick = s.next_for_where(&"b", |chunk, holders| {
+            asked.push((chunk, holders.to_vec()));
+            chunk == 1
+        });
+        assert_eq!(pick, Some(1));
+        assert_eq!(asked, vec![(0, vec!["a"]), (1, vec!["a"])], "oldest first");
+        // Chunk 1 now has two copies in flight: never offered again.
+        assert_eq!(s.next_for_where(&"c", |chunk, _| chunk == 1), None);
+    }
+
     /// A peer in the simulation: how long a chunk takes, and whether it dies.
     #[derive(Debug, Clone)]
     struct SimPeer {
@@ -237,6 +270,7 @@ mod tests {
             done_mask in prop::collection::vec(any::<bool>(), 120),
             peers in prop::collection::vec((1u64..20, prop::option::of(0u64..200), prop::option::of(0usize..120)), 1..6),
             slots in 1usize..5,
+            steal_every in 1usize..4,
         ) {
             let mut sim: Vec<SimPeer> = peers.iter().map(|(speed, dies, lies)| SimPeer {
                 ticks_per_chunk: *speed,
@@ -260,7 +294,9 @@ mod tests {
                 for (p, peer) in sim.iter_mut().enumerate() {
                     if dropped[p] { continue; }
                     while peer.in_flight < slots {
-                        let Some(chunk) = scheduler.next_for(&p) else { break };
+                        // Some steals are judged not worth it (all, when 1).
+                        let worth = |chunk: usize, _: &[usize]| (chunk + p) % steal_every != 0;
+                        let Some(chunk) = scheduler.next_for_where(&p, worth) else { break };
                         peer.in_flight += 1;
                         events.push((now + peer.ticks_per_chunk, p, chunk));
                     }

@@ -48,7 +48,11 @@ impl ShaperStats {
         let line = text.lines().find(|l| l.trim_start().starts_with("Sent "))?;
         let words: Vec<&str> = line.split_whitespace().collect();
         let number = |i: usize| -> Option<u64> {
-            words.get(i)?.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()
+            words
+                .get(i)?
+                .trim_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
         };
         Some(Self {
             bytes: number(1)?,
@@ -259,7 +263,17 @@ impl Lab {
     pub fn delivered(&self, host: usize) -> Result<ShaperStats, String> {
         let port = format!("p{host}");
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.bridge, "tc", "-s", "qdisc", "show", "dev", &port])
+            .args([
+                "netns",
+                "exec",
+                &self.bridge,
+                "tc",
+                "-s",
+                "qdisc",
+                "show",
+                "dev",
+                &port,
+            ])
             .output()
             .map_err(|e| format!("tc: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout);

@@ -400,6 +400,51 @@ struct Slot {
     source: Source,
     in_flight: usize,
     share: PeerShare,
+    rate: PeerRate,
+}
+
+/// A peer's delivery rate lately, in bytes per second over all its requests
+/// (a moving average; requests to one peer share its link).
+#[derive(Debug, Clone, Copy, Default)]
+struct PeerRate(Option<f64>);
+
+impl PeerRate {
+    /// A request of `len` bytes took `took` while `sharing` requests (itself
+    /// included) were in flight to the peer.
+    fn observe(&mut self, len: u64, sharing: usize, took: Duration) {
+        let sample = len as f64 * sharing as f64 / took.as_secs_f64().max(1e-6);
+        self.0 = Some(match self.0 {
+            Some(mean) => mean + (sample - mean) / 4.0,
+            None => sample,
+        });
+    }
+
+    /// How long a request of `len` bytes takes with `sharing` requests in
+    /// flight, once the rate is known.
+    fn request_secs(self, len: u64, sharing: usize) -> Option<f64> {
+        self.0.map(|rate| len as f64 * sharing as f64 / rate)
+    }
+}
+
+/// Whether a second copy of a chunk, which the stealer would deliver in
+/// `stealer_secs`, would likely arrive before the copy already asked of
+/// `holders` (each: how long that request takes at the holder's rate and
+/// load, and how long ago it was asked). A holder that is overdue (twice
+/// its expected time) or has never delivered is not counted on. A stealer
+/// with no rate yet steals (a new peer's speed is learnt from its first
+/// requests). Between peers of one speed this steals only at the very end,
+/// where an idle peer beats the tail of a busy one.
+fn worth_stealing(stealer_secs: Option<f64>, holders: &[(Option<f64>, Duration)]) -> bool {
+    let Some(stealer_secs) = stealer_secs else {
+        return true;
+    };
+    holders.iter().all(|(holder_secs, asked_ago)| {
+        let asked_ago = asked_ago.as_secs_f64();
+        match holder_secs {
+            Some(expected) if asked_ago <= 2.0 * expected => expected - asked_ago > stealer_secs,
+            _ => true,
+        }
+    })
 }
 
 /// Why one chunk request failed.
@@ -425,6 +470,13 @@ impl FetchError {
     }
 }
 
+/// One request in flight.
+struct Tag {
+    handle: tokio::task::AbortHandle,
+    asked: Instant,
+    sharing: usize,
+}
+
 type Fetched = (usize, usize, Result<Vec<u8>, FetchError>);
 
 struct Fetch<'a> {
@@ -437,7 +489,8 @@ struct Fetch<'a> {
     slots: Vec<Slot>,
     requests: JoinSet<Fetched>,
     /// Which (peer, chunk) each request task serves, to abort duplicates.
-    tags: HashMap<(usize, usize), tokio::task::AbortHandle>,
+    /// when it was asked and how many requests that peer then had in flight.
+    tags: HashMap<(usize, usize), Tag>,
     writes: JoinSet<(usize, std::io::Result<()>)>,
     fetched_chunks: usize,
     fetched_bytes: u64,
@@ -451,6 +504,7 @@ impl Fetch<'_> {
             source,
             in_flight: 0,
             share,
+            rate: PeerRate::default(),
         });
     }
 
@@ -459,11 +513,32 @@ impl Fetch<'_> {
     }
 
     fn fill(&mut self) {
+        let now = Instant::now();
         for peer in 0..self.slots.len() {
             while !self.slots[peer].share.dropped && self.slots[peer].in_flight < REQUESTS_PER_PEER
             {
-                let Some(chunk) = self.scheduler.next_for(&peer) else {
-                    return;
+                let (slots, tags, plan) = (&self.slots, &self.tags, &self.plan);
+                let next = self.scheduler.next_for_where(&peer, |chunk, holders| {
+                    let len = plan.chunks[chunk].len;
+                    let stealer = &slots[peer];
+                    let holders: Vec<(Option<f64>, Duration)> = holders
+                        .iter()
+                        .map(|h| {
+                            let asked = tags.get(&(*h, chunk)).map_or(now, |t| t.asked);
+                            let holder = &slots[*h];
+                            (
+                                holder.rate.request_secs(len, holder.in_flight.max(1)),
+                                now.saturating_duration_since(asked),
+                            )
+                        })
+                        .collect();
+                    worth_stealing(
+                        stealer.rate.request_secs(len, stealer.in_flight + 1),
+                        &holders,
+                    )
+                });
+                let Some(chunk) = next else {
+                    break;
                 };
                 let chunk_ref: ChunkRef = self.plan.chunks[chunk].clone();
                 let path = self.plan.path(self.manifest, chunk).to_string();
@@ -482,8 +557,13 @@ impl Fetch<'_> {
                     };
                     (peer, chunk, result)
                 });
-                self.tags.insert((peer, chunk), handle);
                 self.slots[peer].in_flight += 1;
+                let tag = Tag {
+                    handle,
+                    asked: Instant::now(),
+                    sharing: self.slots[peer].in_flight,
+                };
+                self.tags.insert((peer, chunk), tag);
             }
         }
     }
@@ -504,8 +584,8 @@ impl Fetch<'_> {
             .copied()
             .collect();
         for key in theirs {
-            if let Some(handle) = self.tags.remove(&key) {
-                handle.abort();
+            if let Some(tag) = self.tags.remove(&key) {
+                tag.handle.abort();
             }
             self.scheduler.failed(key.1, &peer);
         }
@@ -531,7 +611,10 @@ impl Fetch<'_> {
         // A request whose tag is gone was already written off: aborted as a
         // duplicate, or its peer dropped. It may still finish before the
         // abort lands; its result must not be counted a second time.
-        if self.tags.remove(&(peer, chunk)).is_none() || self.slots[peer].share.dropped {
+        let Some(tag) = self.tags.remove(&(peer, chunk)) else {
+            return;
+        };
+        if self.slots[peer].share.dropped {
             return;
         }
         self.slots[peer].in_flight = self.slots[peer].in_flight.saturating_sub(1);
@@ -543,10 +626,13 @@ impl Fetch<'_> {
                 return;
             }
         };
+        self.slots[peer]
+            .rate
+            .observe(bytes.len() as u64, tag.sharing, tag.asked.elapsed());
         if let Completion::First { others } = self.scheduler.completed(chunk, &peer) {
             for other in others {
-                if let Some(handle) = self.tags.remove(&(other, chunk)) {
-                    handle.abort();
+                if let Some(tag) = self.tags.remove(&(other, chunk)) {
+                    tag.handle.abort();
                     self.slots[other].in_flight = self.slots[other].in_flight.saturating_sub(1);
                 }
             }
@@ -697,5 +783,47 @@ impl Fetch<'_> {
             .map(|s| s.share.clone())
             .chain(not_used.iter().cloned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_peer_steals_only_when_its_copy_would_arrive_first() {
+        // Equal peers, both busy: the copy in flight is ahead.
+        assert!(!worth_stealing(Some(0.3), &[(Some(0.3), ms(10))]));
+        // An idle peer against the tail of a busy one: ahead.
+        assert!(worth_stealing(Some(0.04), &[(Some(0.3), ms(100))]));
+        // ... but not against a chunk that is about to land.
+        assert!(!worth_stealing(Some(0.04), &[(Some(0.3), ms(280))]));
+        // A slow holder (3.4 s per request) is beaten by a fast stealer.
+        assert!(worth_stealing(Some(0.3), &[(Some(3.4), ms(500))]));
+        // An overdue holder (over twice its usual time) is not counted on.
+        assert!(worth_stealing(Some(5.0), &[(Some(0.3), ms(700))]));
+        // A holder that never delivered is not counted on either.
+        assert!(worth_stealing(Some(5.0), &[(None, ms(1))]));
+        // A stealer whose speed is unknown yet tries.
+        assert!(worth_stealing(None, &[(Some(0.3), ms(1))]));
+    }
+
+    #[test]
+    fn a_peers_rate_is_learnt_from_its_requests() {
+        let mut rate = PeerRate::default();
+        assert_eq!(rate.request_secs(1 << 20, 1), None);
+        // 8 requests of 1 MiB sharing the link, each took 0.32 s: 25 MiB/s.
+        rate.observe(1 << 20, 8, ms(320));
+        let secs = rate.request_secs(1 << 20, 1).unwrap();
+        assert!((secs - 0.04).abs() < 1e-9, "{secs}");
+        assert!((rate.request_secs(1 << 20, 8).unwrap() - 0.32).abs() < 1e-9);
+        // A slower sample moves the average a quarter of the way.
+        rate.observe(1 << 20, 8, ms(640));
+        let expected = 25.0 * 1_048_576.0 * 0.875;
+        assert!((rate.0.unwrap() - expected).abs() < 1.0, "{:?}", rate.0);
     }
 }

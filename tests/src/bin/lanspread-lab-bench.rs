@@ -95,8 +95,13 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
     let root = tempfile::tempdir().unwrap();
     let limit: f64 =
         f64::from(case.seeders_mbit.iter().sum::<u32>()).min(f64::from(case.downloader_mbit));
-    // About six seconds of transfer at the limit, at least 64 MiB.
-    let mib = ((limit / 8.0 * 6.0) as usize).clamp(64, 2048);
+    // A game of LAN-party size: about 20 s of transfer at the limit, within
+    // 64 MiB..4 GiB (`LANSPREAD_BENCH_SECONDS` changes the 20).
+    let seconds: f64 = std::env::var("LANSPREAD_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20.0);
+    let mib = ((limit / 8.0 * seconds) as usize).clamp(64, 4096);
     let catalog = GameCatalog::embedded().unwrap();
     let game = GamesFolder::new();
     game.add_payload("ut2004", &[("ut2004.pak", mib << 20)], 5)
@@ -247,7 +252,15 @@ fn main() {
     println!("lanspread lab bench: medians of {runs} runs, real processes in network namespaces");
     println!(
         "{:<24} {:>8} {:>7} {:>9} {:>12} {:>8} {:>7} {:>7} {:>7}",
-        "case", "Mbit/s", "% link", "% ceiling", "stream/wire", "ceiling", "packet", "drops", "whole"
+        "case",
+        "Mbit/s",
+        "% link",
+        "% ceiling",
+        "stream/wire",
+        "ceiling",
+        "packet",
+        "drops",
+        "whole"
     );
     // `LANSPREAD_LAB_CASES=0,1` runs only those cases (for tuning).
     let only: Option<Vec<usize>> = std::env::var("LANSPREAD_LAB_CASES")
