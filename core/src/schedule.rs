@@ -295,7 +295,7 @@ mod tests {
                     if dropped[p] { continue; }
                     while peer.in_flight < slots {
                         // Some steals are judged not worth it (all, when 1).
-                        let worth = |chunk: usize, _: &[usize]| (chunk + p) % steal_every != 0;
+                        let worth = |chunk: usize, _: &[usize]| !(chunk + p).is_multiple_of(steal_every);
                         let Some(chunk) = scheduler.next_for_where(&p, worth) else { break };
                         peer.in_flight += 1;
                         events.push((now + peer.ticks_per_chunk, p, chunk));

@@ -292,6 +292,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         writes: JoinSet::new(),
         fetched_chunks: 0,
         fetched_bytes: 0,
+        second_copies: 0,
     };
     progress.done_bytes = plan
         .chunks
@@ -401,6 +402,8 @@ struct Slot {
     in_flight: usize,
     share: PeerShare,
     rate: PeerRate,
+    /// When its first and latest verified chunk arrived (for the log).
+    delivered: Option<(Instant, Instant)>,
 }
 
 /// A peer's delivery rate lately, in bytes per second over all its requests
@@ -494,6 +497,8 @@ struct Fetch<'a> {
     writes: JoinSet<(usize, std::io::Result<()>)>,
     fetched_chunks: usize,
     fetched_bytes: u64,
+    /// Chunks asked of a second peer while the first still had them.
+    second_copies: usize,
 }
 
 impl Fetch<'_> {
@@ -505,6 +510,7 @@ impl Fetch<'_> {
             in_flight: 0,
             share,
             rate: PeerRate::default(),
+            delivered: None,
         });
     }
 
@@ -540,6 +546,9 @@ impl Fetch<'_> {
                 let Some(chunk) = next else {
                     break;
                 };
+                if self.tags.keys().any(|(_, c)| *c == chunk) {
+                    self.second_copies += 1;
+                }
                 let chunk_ref: ChunkRef = self.plan.chunks[chunk].clone();
                 let path = self.plan.path(self.manifest, chunk).to_string();
                 let client = self.slots[peer].source.client.clone();
@@ -626,9 +635,11 @@ impl Fetch<'_> {
                 return;
             }
         };
-        self.slots[peer]
-            .rate
+        let slot = &mut self.slots[peer];
+        slot.rate
             .observe(bytes.len() as u64, tag.sharing, tag.asked.elapsed());
+        let now = Instant::now();
+        slot.delivered = Some(slot.delivered.map_or((now, now), |(first, _)| (first, now)));
         if let Completion::First { others } = self.scheduler.completed(chunk, &peer) {
             for other in others {
                 if let Some(tag) = self.tags.remove(&(other, chunk)) {
@@ -677,6 +688,7 @@ impl Fetch<'_> {
         progress: &mut DownloadProgress,
         mut shares: Vec<PeerShare>,
     ) -> Result<(Vec<PeerShare>, usize, u64), DownloadError> {
+        let started = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         let mut meter = SpeedMeter::new(Duration::from_secs(3));
         let mut journal_dirty = false;
@@ -773,6 +785,39 @@ impl Fetch<'_> {
             let _ = self.flush_journal(journal).await;
         }
         result?;
+        // How evenly the peers were kept busy: when each delivered its first
+        // and its last chunk, against the end of the fetch.
+        let ended = started.elapsed();
+        tracing::info!(
+            chunks = self.fetched_chunks,
+            second_copies = self.second_copies,
+            seconds = ended.as_secs_f64(),
+            "fetch done"
+        );
+        for slot in &self.slots {
+            if let Some((first, last)) = slot.delivered {
+                tracing::info!(
+                    peer = %slot.source.name,
+                    bytes = slot.share.bytes,
+                    first_ms = first.duration_since(started).as_millis() as u64,
+                    idle_at_end_ms = ended.saturating_sub(last.duration_since(started)).as_millis() as u64,
+                    "peer's part in the fetch"
+                );
+                let stats = slot.source.client.connection().stats();
+                tracing::debug!(
+                    peer = %slot.source.name,
+                    mtu = stats.path.current_mtu,
+                    lost_packets = stats.path.lost_packets,
+                    congestion_events = stats.path.congestion_events,
+                    rx_datagrams = stats.udp_rx.datagrams,
+                    rx_bytes = stats.udp_rx.bytes,
+                    rx = ?stats.frame_rx,
+                    tx_datagrams = stats.udp_tx.datagrams,
+                    tx = ?stats.frame_tx,
+                    "connection so far"
+                );
+            }
+        }
         shares = self.shares(&shares);
         Ok((shares, self.fetched_chunks, self.fetched_bytes))
     }

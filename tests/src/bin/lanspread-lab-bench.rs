@@ -7,8 +7,9 @@
 //! [`ceiling_share`]). "% of ceiling" says how full the link was kept; "% of
 //! link" adds what the headers cost. The measured share (stream bytes over
 //! the bytes the downloader's shaper passed, every segment's headers
-//! counted, retransmissions and acknowledgements included) and the shaper's
-//! drops show where the rest went. Goodput is over the fetch phase (first
+//! counted, retransmissions and acknowledgements included), the shapers'
+//! queue drops and the downloader's UDP receive-buffer drops show where the
+//! rest went. Goodput is over the fetch phase (first
 //! chunk request to last chunk verified); "whole" is the whole download as
 //! the user waits for it (manifests, staging, sync, swap). Medians of
 //! `LANSPREAD_BENCH_RUNS` (default 3) runs; nothing is asserted.
@@ -33,6 +34,29 @@ fn bin() -> PathBuf {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
+}
+
+/// Datagrams `host`'s kernel dropped because a UDP socket's receive buffer
+/// was full (`Udp: RcvbufErrors` in `/proc/net/snmp`).
+fn udp_rcvbuf_errors(lab: &Lab, host: usize) -> u64 {
+    let out = lab
+        .command(host, "cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let column = names
+        .split_whitespace()
+        .position(|n| n == "RcvbufErrors")
+        .unwrap();
+    values
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// `host`'s interface MTU (IP packet bytes).
@@ -87,6 +111,8 @@ struct Outcome {
     mean_packet: f64,
     /// Packets the shapers on the way dropped, per run.
     dropped: f64,
+    /// Datagrams the downloader's kernel dropped for a full socket buffer.
+    rcvbuf_dropped: f64,
 }
 
 fn run_case(case: &Case, runs: usize) -> Outcome {
@@ -152,8 +178,19 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
             "--games",
         ])
         .arg(&games)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
+    // `LANSPREAD_BENCH_LOG=DIR` keeps the downloader's log, one file per case.
+    match std::env::var_os("LANSPREAD_BENCH_LOG") {
+        Some(dir) => {
+            let file = Path::new(&dir).join(format!("{}.log", case.name.replace(' ', "_")));
+            serve
+                .stderr(std::fs::File::create(file).unwrap())
+                .env("RUST_LOG", "info,lanspread_net::download=debug");
+        }
+        None => {
+            serve.stderr(Stdio::null());
+        }
+    }
     for addr in &addrs {
         serve.arg("--peer").arg(addr);
     }
@@ -178,7 +215,7 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
         std::thread::sleep(Duration::from_millis(200));
     }
     let (mut total, mut goodput, mut share) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut mean_packet, mut dropped) = (Vec::new(), Vec::new());
+    let (mut mean_packet, mut dropped, mut rcvbuf) = (Vec::new(), Vec::new(), Vec::new());
     let dropped_everywhere = |lab: &Lab| -> u64 {
         (0..=seeders)
             .map(|h| lab.delivered(h).unwrap().dropped)
@@ -187,6 +224,7 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
     for _ in 0..runs {
         let before = lab.delivered(downloader).unwrap();
         let dropped_before = dropped_everywhere(&lab);
+        let rcvbuf_before = udp_rcvbuf_errors(&lab, downloader);
         let out = run(&lab, downloader, &data, &["get", "ut2004", "--json"]);
         assert!(
             out.status.success(),
@@ -195,6 +233,7 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
         );
         let wire = lab.delivered(downloader).unwrap().since(before);
         dropped.push((dropped_everywhere(&lab) - dropped_before) as f64);
+        rcvbuf.push((udp_rcvbuf_errors(&lab, downloader) - rcvbuf_before) as f64);
         mean_packet.push(wire.bytes as f64 / wire.packets as f64);
         let text = String::from_utf8_lossy(&out.stdout);
         let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
@@ -219,6 +258,7 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
         ceiling_share,
         mean_packet: median(&mut mean_packet),
         dropped: median(&mut dropped),
+        rcvbuf_dropped: median(&mut rcvbuf),
     }
 }
 
@@ -251,7 +291,7 @@ fn main() {
     ];
     println!("lanspread lab bench: medians of {runs} runs, real processes in network namespaces");
     println!(
-        "{:<24} {:>8} {:>7} {:>9} {:>12} {:>8} {:>7} {:>7} {:>7}",
+        "{:<24} {:>8} {:>7} {:>9} {:>12} {:>8} {:>7} {:>7} {:>7} {:>7}",
         "case",
         "Mbit/s",
         "% link",
@@ -259,7 +299,8 @@ fn main() {
         "stream/wire",
         "ceiling",
         "packet",
-        "drops",
+        "q-drops",
+        "rcvbuf",
         "whole"
     );
     // `LANSPREAD_LAB_CASES=0,1` runs only those cases (for tuning).
@@ -273,7 +314,7 @@ fn main() {
         }
         let outcome = run_case(case, runs);
         println!(
-            "{:<24} {:>8.0} {:>6.1}% {:>8.1}% {:>12.4} {:>8.4} {:>7.0} {:>7.0} {:>7.0}",
+            "{:<24} {:>8.0} {:>6.1}% {:>8.1}% {:>12.4} {:>8.4} {:>7.0} {:>7.0} {:>7.0} {:>7.0}",
             case.name,
             outcome.goodput_mbit,
             outcome.link_percent,
@@ -282,6 +323,7 @@ fn main() {
             outcome.ceiling_share,
             outcome.mean_packet,
             outcome.dropped,
+            outcome.rcvbuf_dropped,
             outcome.total_mbit
         );
         results.push(outcome);
