@@ -17,7 +17,6 @@ use lanspread_core::library::{NotShareable, check_shareable};
 use lanspread_core::paths::{resolve_within, validate_relative_path};
 use lanspread_core::{GameCatalog, GameId, GameVersion, OutboundTransfers, TransferGuard};
 use quinn::VarInt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -360,7 +359,7 @@ fn busy(game: &GameId) -> WireError {
     )
 }
 
-/// Registers the guard, checks eligibility, opens the file at the offset.
+/// Registers the guard, checks eligibility, opens the file.
 async fn prepare_chunk(
     context: &ServeContext,
     game: &GameId,
@@ -368,7 +367,7 @@ async fn prepare_chunk(
     raw_path: &str,
     offset: u64,
     len: u64,
-) -> Result<(TransferGuard, tokio::fs::File), WireError> {
+) -> Result<(TransferGuard, Arc<std::fs::File>), WireError> {
     // 1. The guard, before anything is checked.
     let guard = context.transfers.register(game).map_err(|_| busy(game))?;
     // 2. Eligibility.
@@ -402,11 +401,8 @@ async fn prepare_chunk(
         .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
     let internal =
         |e: std::io::Error| WireError::new(ErrorCode::Internal, format!("reading {path}: {e}"));
-    let mut file = tokio::fs::File::open(&disk_path).await.map_err(internal)?;
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(internal)?;
-    Ok((guard, file))
+    let file = tokio::fs::File::open(&disk_path).await.map_err(internal)?;
+    Ok((guard, Arc::new(file.into_std().await)))
 }
 
 /// How a chunk transfer ended, for the log.
@@ -429,12 +425,12 @@ async fn serve_chunk(
     len: u64,
     shutdown: &CancellationToken,
 ) {
-    let (guard, mut file) = match prepare_chunk(context, game, version, path, offset, len).await {
+    let (guard, file) = match prepare_chunk(context, game, version, path, offset, len).await {
         Ok(ready) => ready,
         Err(error) => return respond(send, &Response::Error(error)).await,
     };
     let limit = context.upload_limit.as_ref();
-    let ended = stream_file(send, &mut file, len, &guard, shutdown, limit).await;
+    let ended = stream_file(send, &file, offset, len, &guard, shutdown, limit).await;
     // Close the file before the guard goes: once the count is zero, an
     // operation may move the folder (Windows refuses that with files open).
     drop(file);
@@ -462,9 +458,26 @@ async fn serve_chunk(
     drop(guard);
 }
 
+/// Reads `len` bytes at `offset` on a blocking thread, straight into a
+/// buffer that is then handed to quinn without another copy.
+async fn read_piece(
+    file: &Arc<std::fs::File>,
+    offset: u64,
+    len: usize,
+) -> Result<bytes::Bytes, std::io::Error> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut piece = vec![0u8; len];
+        crate::platform::read_exact_at(&file, &mut piece, offset).map(|()| piece.into())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 async fn stream_file(
     send: &mut quinn::SendStream,
-    file: &mut tokio::fs::File,
+    file: &Arc<std::fs::File>,
+    offset: u64,
     len: u64,
     guard: &TransferGuard,
     shutdown: &CancellationToken,
@@ -483,19 +496,28 @@ async fn stream_file(
         Ok(Err(_)) => return Ended::PeerGone,
         Ok(Ok(())) => {}
     }
-    let mut buffer = vec![0u8; SEND_PIECE_BYTES.min(len as usize)];
-    let mut remaining = len;
-    while remaining > 0 {
-        let want = buffer.len().min(remaining as usize);
-        let read = tokio::select! {
+    let mut done = 0u64;
+    while done < len {
+        let want = SEND_PIECE_BYTES.min((len - done) as usize);
+        // The read is not abandoned on cancellation but awaited (it is one
+        // short read): the file must be closed before the guard goes.
+        let mut read = std::pin::pin!(read_piece(file, offset + done, want));
+        let piece = tokio::select! {
             biased;
-            () = guard.cancelled() => return Ended::Cancelled,
-            () = shutdown.cancelled() => return Ended::Cancelled,
-            read = file.read_exact(&mut buffer[..want]) => read,
+            () = guard.cancelled() => {
+                let _ = read.await;
+                return Ended::Cancelled;
+            }
+            () = shutdown.cancelled() => {
+                let _ = read.await;
+                return Ended::Cancelled;
+            }
+            piece = &mut read => piece,
         };
-        if let Err(err) = read {
-            return Ended::ReadFailed(err);
-        }
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(err) => return Ended::ReadFailed(err),
+        };
         if let Some(limit) = limit {
             tokio::select! {
                 biased;
@@ -504,7 +526,7 @@ async fn stream_file(
                 () = limit.take(want) => {}
             }
         }
-        let write = send.write_all(&buffer[..want]);
+        let write = send.write_chunk(piece);
         let written = tokio::select! {
             biased;
             () = guard.cancelled() => return Ended::Cancelled,
@@ -516,7 +538,7 @@ async fn stream_file(
             Ok(Err(_)) => return Ended::PeerGone,
             Ok(Ok(())) => {}
         }
-        remaining -= want as u64;
+        done += want as u64;
     }
     Ended::Done
 }
