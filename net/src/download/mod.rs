@@ -45,6 +45,10 @@ use crate::runtime::PeerState;
 /// single 1 Gbit seeder's link fuller (lab bench: 90 % -> 94 % of QUIC's
 /// ceiling); memory stays at 8 MiB per peer.
 pub const REQUESTS_PER_PEER: usize = 8;
+/// Verified chunks waiting for the disk, at most, before no new request is
+/// made: a disk slower than the network (or busy with the journal's sync)
+/// holds the download back instead of filling memory.
+pub const MAX_QUEUED_WRITES: usize = 16;
 /// A chunk request that takes longer than this drops the peer.
 pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to wait for manifests.
@@ -699,7 +703,9 @@ impl Fetch<'_> {
             if self.scheduler.is_finished() && self.writes.is_empty() {
                 break Ok(());
             }
-            self.fill();
+            if self.writes.len() < MAX_QUEUED_WRITES {
+                self.fill();
+            }
             if self.active() == 0 && self.requests.is_empty() && !self.scheduler.is_finished() {
                 let since = *lost_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= LOST_GRACE {
