@@ -53,6 +53,14 @@ fn kind(response: &Response) -> &'static str {
     }
 }
 
+/// A peer's answer to a library request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryAnswer {
+    pub revision: u64,
+    pub games: Vec<AnnouncedGame>,
+    pub catalog_fingerprint: [u8; 32],
+}
+
 /// A connection to one peer.
 #[derive(Debug, Clone)]
 pub struct PeerClient {
@@ -115,13 +123,21 @@ impl PeerClient {
     }
 
     /// The peer's library; with `newer_than`, waits for a change first.
-    pub async fn library(
-        &self,
-        newer_than: Option<u64>,
-    ) -> Result<(u64, Vec<AnnouncedGame>), ClientError> {
+    pub async fn library(&self, newer_than: Option<u64>) -> Result<LibraryAnswer, ClientError> {
         let request = Request::Library { newer_than };
         match self.request(&request, MAX_RESPONSE_FRAME_BYTES).await? {
-            (Response::Library { revision, games }, _) => Ok((revision, games)),
+            (
+                Response::Library {
+                    revision,
+                    games,
+                    catalog_fingerprint,
+                },
+                _,
+            ) => Ok(LibraryAnswer {
+                revision,
+                games,
+                catalog_fingerprint,
+            }),
             (other, _) => Err(ClientError::Unexpected(kind(&other))),
         }
     }

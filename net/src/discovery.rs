@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::client::{ClientError, PeerClient};
 use crate::proto::{AnnouncedGame, PeerHello, clean_name};
 use crate::runtime::{Event, PeerState};
+use crate::serve::CatalogCell;
 
 /// The DNS-SD service type lanspread announces.
 pub const SERVICE_TYPE: &str = "_lanspread._udp.local.";
@@ -46,8 +47,12 @@ pub struct RemotePeer {
     pub name: String,
     pub addr: SocketAddr,
     pub source: PeerSource,
-    /// Whether its catalog is the same as ours.
+    /// Whether its catalog is the same as ours (both may change while
+    /// running: `catalog load`).
     pub same_catalog: bool,
+    /// Its catalog's fingerprint, as it last said.
+    #[serde(skip)]
+    pub catalog_fingerprint: [u8; 32],
     pub games: Vec<AnnouncedGame>,
     /// The revision of its library we hold; `None` until the first answer.
     #[serde(skip)]
@@ -73,6 +78,8 @@ pub struct PeerDirectory {
 struct DirectoryInner {
     endpoint: quinn::Endpoint,
     ours: PeerHello,
+    /// Our catalog now (the one in `ours` is from start).
+    catalog: CatalogCell,
     state: watch::Sender<PeerState>,
     events: broadcast::Sender<Event>,
     shutdown: CancellationToken,
@@ -97,6 +104,7 @@ impl PeerDirectory {
     pub fn new(
         endpoint: quinn::Endpoint,
         ours: PeerHello,
+        catalog: CatalogCell,
         state: watch::Sender<PeerState>,
         events: broadcast::Sender<Event>,
         shutdown: CancellationToken,
@@ -105,6 +113,7 @@ impl PeerDirectory {
             inner: Arc::new(DirectoryInner {
                 endpoint,
                 ours,
+                catalog,
                 state,
                 events,
                 shutdown,
@@ -243,7 +252,8 @@ impl PeerDirectory {
             name: clean_name(&theirs.name),
             addr,
             source,
-            same_catalog: theirs.catalog_fingerprint == self.inner.ours.catalog_fingerprint,
+            same_catalog: theirs.catalog_fingerprint == self.our_fingerprint(),
+            catalog_fingerprint: theirs.catalog_fingerprint,
             games: Vec::new(),
             library_revision: None,
             last_seen: Instant::now(),
@@ -278,6 +288,10 @@ impl PeerDirectory {
         end
     }
 
+    fn our_fingerprint(&self) -> [u8; 32] {
+        *self.inner.catalog.get().fingerprint().as_bytes()
+    }
+
     async fn follow_library(
         &self,
         client: &PeerClient,
@@ -291,20 +305,23 @@ impl PeerDirectory {
                 () = token.cancelled() => return SessionEnd::Shutdown,
                 answer = client.library(revision) => answer,
             };
-            let (new_revision, games) = match answer {
+            let answer = match answer {
                 Ok(answer) => answer,
                 Err(err) => return SessionEnd::Failed(err),
             };
-            let changed = revision != Some(new_revision);
-            revision = Some(new_revision);
+            let changed = revision != Some(answer.revision);
+            revision = Some(answer.revision);
+            let ours = self.our_fingerprint();
             self.inner.state.send_if_modified(|state| {
                 let Some(peer) = state.peers.get_mut(id) else {
                     return false;
                 };
                 peer.last_seen = Instant::now();
                 if changed {
-                    peer.games = games;
-                    peer.library_revision = Some(new_revision);
+                    peer.games = answer.games;
+                    peer.library_revision = Some(answer.revision);
+                    peer.catalog_fingerprint = answer.catalog_fingerprint;
+                    peer.same_catalog = answer.catalog_fingerprint == ours;
                 }
                 changed
             });

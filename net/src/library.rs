@@ -19,9 +19,11 @@ use crate::proto::AnnouncedGame;
 /// The library as peers see it, and the manifests behind it.
 #[derive(Debug, Clone, Default)]
 pub struct LibrarySnapshot {
-    /// Bumped whenever `games` changes.
+    /// Bumped whenever `games` or `catalog_fingerprint` changes.
     pub revision: u64,
     pub games: Vec<AnnouncedGame>,
+    /// The catalog the list was made against.
+    pub catalog_fingerprint: [u8; 32],
     /// Manifests of the shareable games, including active ones (they are
     /// left out of `games`, and serving refuses them through the guards).
     pub manifests: BTreeMap<GameId, Arc<Manifest>>,

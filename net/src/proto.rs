@@ -18,9 +18,9 @@ use lanspread_core::manifest::Manifest;
 use lanspread_core::{Blake3Hash, GameId, GameVersion};
 
 /// ALPN protocol id; bump the number for an incompatible wire change.
-pub const ALPN: &[u8] = b"lanspread/1";
+pub const ALPN: &[u8] = b"lanspread/2";
 /// The protocol version carried in hello, for display.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest request frame a server accepts.
 pub const MAX_REQUEST_FRAME_BYTES: u32 = 16 * 1024;
@@ -139,6 +139,8 @@ pub enum Response {
     Library {
         revision: u64,
         games: Vec<AnnouncedGame>,
+        /// The serving PC's catalog now (it may load another while running).
+        catalog_fingerprint: [u8; 32],
     },
     Manifest(Box<Manifest>),
     /// `len` raw bytes follow on the stream.

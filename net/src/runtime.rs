@@ -501,6 +501,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
     let directory = PeerDirectory::new(
         endpoint.clone(),
         hello.clone(),
+        catalog.clone(),
         state_tx.clone(),
         events.clone(),
         shutdown.child_token(),
@@ -542,6 +543,16 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
                 catalog: catalog.clone(),
                 transfers: transfers.clone(),
             },
+            library_tx,
+            state_tx.clone(),
+            events.clone(),
+            rescan_rx,
+            shutdown.child_token(),
+        ));
+    } else {
+        tasks.spawn(keep_empty_library(
+            catalog.clone(),
+            transfers.clone(),
             library_tx,
             state_tx.clone(),
             events.clone(),
@@ -691,7 +702,15 @@ async fn keep_library(
                 Err(err) => tracing::warn!("library scan failed: {err}"),
             }
         }
-        publish_library(&inputs.transfers, &manifests, &library, &state, &events);
+        let fingerprint = *inputs.catalog.get().fingerprint().as_bytes();
+        publish_library(
+            &inputs.transfers,
+            &manifests,
+            fingerprint,
+            &library,
+            &state,
+            &events,
+        );
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -706,23 +725,65 @@ async fn keep_library(
     }
 }
 
+/// A PC that shares no games still announces which catalog it holds: an
+/// empty list, published again whenever a rescan is asked for (a catalog
+/// load asks for one).
+async fn keep_empty_library(
+    catalog: CatalogCell,
+    transfers: OutboundTransfers,
+    library: watch::Sender<LibrarySnapshot>,
+    state: watch::Sender<PeerState>,
+    events: broadcast::Sender<Event>,
+    mut rescan: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let fingerprint = *catalog.get().fingerprint().as_bytes();
+        let none = BTreeMap::new();
+        publish_library(&transfers, &none, fingerprint, &library, &state, &events);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            asked = rescan.recv() => if asked.is_none() { break },
+        }
+    }
+}
+
+/// Publishes the announced list. A new catalog also moves the revision, so
+/// peers waiting on a long-poll learn of it at once; and the "same catalog"
+/// flag of every known peer is judged again against it.
 fn publish_library(
     transfers: &OutboundTransfers,
     manifests: &BTreeMap<GameId, Arc<lanspread_core::Manifest>>,
+    catalog_fingerprint: [u8; 32],
     library: &watch::Sender<LibrarySnapshot>,
     state: &watch::Sender<PeerState>,
     events: &broadcast::Sender<Event>,
 ) {
     let games = LibrarySnapshot::announced(manifests, &transfers.active_games());
     let mut bumped = None;
+    let mut new_catalog = false;
     library.send_modify(|snapshot| {
-        if snapshot.games != games {
+        new_catalog = snapshot.catalog_fingerprint != catalog_fingerprint;
+        if snapshot.games != games || new_catalog {
             snapshot.revision += 1;
             snapshot.games = games.clone();
+            snapshot.catalog_fingerprint = catalog_fingerprint;
             bumped = Some(snapshot.revision);
         }
         snapshot.manifests = manifests.clone();
     });
+    if new_catalog {
+        state.send_if_modified(|s| {
+            let mut changed = false;
+            for peer in s.peers.values_mut() {
+                let same = peer.catalog_fingerprint == catalog_fingerprint;
+                changed |= peer.same_catalog != same;
+                peer.same_catalog = same;
+            }
+            changed
+        });
+    }
     if let Some(revision) = bumped {
         state.send_modify(|s| s.local_games = games);
         let _ = events.send(Event::LocalLibraryChanged { revision });

@@ -233,7 +233,11 @@ async fn handle_stream(
     // Nothing more is read from the peer on this stream.
     let _ = recv.stop(VarInt::from_u32(0));
     match request {
-        Request::Hello(_) => respond(send, &Response::Hello(context.hello.clone())).await,
+        Request::Hello(_) => {
+            let mut hello = context.hello.clone();
+            hello.catalog_fingerprint = *context.catalog.get().fingerprint().as_bytes();
+            respond(send, &Response::Hello(hello)).await;
+        }
         Request::Library { newer_than } => {
             let response = library_response(context, newer_than, shutdown).await;
             respond(send, &response).await;
@@ -288,6 +292,7 @@ async fn library_response(
     Response::Library {
         revision: snapshot.revision,
         games: snapshot.games.clone(),
+        catalog_fingerprint: snapshot.catalog_fingerprint,
     }
 }
 

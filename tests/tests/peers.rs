@@ -314,7 +314,7 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
         );
 
         // Too many requests at once: hold long-polls open, then one more.
-        let (revision, _) = hostile.library(None).await.unwrap();
+        let revision = hostile.library(None).await.unwrap().revision;
         let mut held = Vec::new();
         for _ in 0..MAX_REQUESTS_PER_CONNECTION {
             let (mut send, recv) = hostile.connection().open_bi().await.unwrap();
@@ -423,4 +423,70 @@ fn state_changes_wake_the_gui_and_upload_counts_are_published() {
         drop(recv);
         drop(client);
     });
+}
+
+/// The "same catalog" flag follows `catalog load` on either side, without a
+/// reconnect: the new catalog moves the library revision, so a peer waiting
+/// on the long-poll hears of it at once.
+#[test]
+fn same_catalog_follows_a_catalog_loaded_while_running() {
+    let embedded = catalog();
+    let a = TestPeer::start(None, &embedded, &[]);
+    let b = TestPeer::start(None, &embedded, &[a.addr()]);
+    let same = |who: &TestPeer, addr: SocketAddr, expect: bool| {
+        who.handle.wait_until(Duration::from_secs(3), |s| {
+            s.peers
+                .values()
+                .any(|p| p.addr == addr && p.same_catalog == expect)
+        })
+    };
+    a.handle.add_peer_blocking(&b.addr().to_string()).unwrap();
+    // Each past the other's first library answer, agreeing.
+    for (who, other) in [(&a, b.addr()), (&b, a.addr())] {
+        assert!(who.handle.wait_until(Duration::from_secs(3), |s| {
+            s.peers
+                .values()
+                .any(|p| p.addr == other && p.library_revision.is_some() && p.same_catalog)
+        }));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("party.ron");
+    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        &format!(
+            "version: \"{}\"",
+            embedded.get_str("ut2004").unwrap().version
+        ),
+        "version: \"20991231\"",
+        1,
+    );
+    std::fs::write(&other, text).unwrap();
+    let load = |who: &TestPeer| {
+        who.ask(|reply| Command::LoadCatalog {
+            path: other.clone(),
+            reply,
+        })
+        .blocking_recv()
+        .unwrap()
+        .unwrap()
+    };
+
+    load(&a);
+    let loaded = Instant::now();
+    assert!(same(&b, a.addr(), false), "B sees A's new catalog");
+    println!(
+        "B saw A's new catalog {:?} after the load",
+        loaded.elapsed()
+    );
+    assert!(
+        same(&a, b.addr(), false),
+        "A judges B against its new catalog"
+    );
+
+    load(&b);
+    assert!(
+        same(&b, a.addr(), true),
+        "both on the new catalog agree again"
+    );
+    assert!(same(&a, b.addr(), true));
 }
