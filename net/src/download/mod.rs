@@ -43,7 +43,8 @@ use crate::runtime::PeerState;
 
 /// Requests in flight per peer (1 MiB each). 8 rather than 4 keeps a
 /// single 1 Gbit seeder's link fuller (lab bench: 90 % -> 94 % of QUIC's
-/// ceiling); memory stays at 8 MiB per peer.
+/// ceiling as first measured; 16 was no better); memory stays at 8 MiB per
+/// peer.
 pub const REQUESTS_PER_PEER: usize = 8;
 /// Verified chunks waiting for the disk, at most, before no new request is
 /// made: a disk slower than the network (or busy with the journal's sync)
@@ -495,8 +496,8 @@ struct Fetch<'a> {
     scheduler: Scheduler<usize>,
     slots: Vec<Slot>,
     requests: JoinSet<Fetched>,
-    /// Which (peer, chunk) each request task serves, to abort duplicates.
-    /// when it was asked and how many requests that peer then had in flight.
+    /// Each request in flight by (peer, chunk): its task (to abort a
+    /// duplicate), when it was asked and how many that peer then had.
     tags: HashMap<(usize, usize), Tag>,
     writes: JoinSet<(usize, std::io::Result<()>)>,
     fetched_chunks: usize,
