@@ -90,6 +90,25 @@ fn run(lab: &Lab, host: usize, data: &Path, args: &[&str]) -> std::process::Outp
         .unwrap()
 }
 
+/// `lanspread serve` in `host` on port 4747, discovery off, sharing `games`;
+/// stdout discarded, stderr left to the caller.
+fn serve_command(lab: &Lab, host: usize, data: &Path, games: &Path) -> std::process::Command {
+    let mut serve = lab.command(host, bin().to_str().unwrap());
+    serve
+        .arg("--data")
+        .arg(data)
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:4747",
+            "--no-discovery",
+            "--games",
+        ])
+        .arg(games)
+        .stdout(Stdio::null());
+    serve
+}
+
 struct Case {
     name: &'static str,
     seeders_mbit: Vec<u32>,
@@ -144,20 +163,13 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
             .unwrap();
         }
         lab.shape(host, *mbit).unwrap();
-        let mut serve = lab.command(host, bin().to_str().unwrap());
-        serve
-            .arg("--data")
-            .arg(root.path().join(format!("s{host}-data")))
-            .args([
-                "serve",
-                "--listen",
-                "0.0.0.0:4747",
-                "--no-discovery",
-                "--games",
-            ])
-            .arg(&games)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut serve = serve_command(
+            &lab,
+            host,
+            &root.path().join(format!("s{host}-data")),
+            &games,
+        );
+        serve.stderr(Stdio::null());
         lab.spawn(serve).unwrap();
         addrs.push(format!("{}:4747", lab.hosts[host].ip));
     }
@@ -166,19 +178,7 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
     let data = root.path().join("d-data");
     let games = root.path().join("d");
     std::fs::create_dir_all(&games).unwrap();
-    let mut serve = lab.command(downloader, bin().to_str().unwrap());
-    serve
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "serve",
-            "--listen",
-            "0.0.0.0:4747",
-            "--no-discovery",
-            "--games",
-        ])
-        .arg(&games)
-        .stdout(Stdio::null());
+    let mut serve = serve_command(&lab, downloader, &data, &games);
     // `LANSPREAD_BENCH_LOG=DIR` keeps the downloader's log, one file per case.
     match std::env::var_os("LANSPREAD_BENCH_LOG") {
         Some(dir) => {
