@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{eventually, json, lanspread, last_json_line, serve, serve_with, status};
 use lanspread_core::GameCatalog;
-use lanspread_net::download::REQUESTS_PER_PEER;
+use lanspread_core::download::MAX_WINDOW;
 use lanspread_tests::{GamesFolder, tree_hashes};
 
 const MIB: usize = 1024 * 1024;
@@ -106,7 +106,7 @@ fn a_killed_download_resumes_and_refetches_only_what_was_in_flight() {
         "resume: {journaled} journaled, {rescued} rescued, {fetched} fetched again; {refetched} chunks sent twice"
     );
     assert!(
-        refetched <= 2 * REQUESTS_PER_PEER as u64,
+        refetched <= 2 * MAX_WINDOW as u64,
         "{refetched} chunks fetched twice; at most the in-flight ones may be"
     );
 }

@@ -7,7 +7,8 @@
 //! version are ([`manifest`]), which paths are safe ([`paths`]), what is
 //! remembered across runs ([`store`]), who may touch a game right now
 //! ([`transfers`]), which peers agree on a version ([`vote`]), which chunk to
-//! fetch from whom ([`schedule`]), and how installs, removals and updates
+//! fetch from whom and when a peer is stalled ([`download`], one I/O-free
+//! state machine), and how installs, removals and updates
 //! change the disk safely ([`ops`], [`archive`]). The network (`lanspread-net`) and the window
 //! (`lanspread`) act on these decisions.
 //!
@@ -16,12 +17,12 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod download;
 pub mod layout;
 pub mod library;
 pub mod manifest;
 pub mod ops;
 pub mod paths;
-pub mod schedule;
 pub mod store;
 pub mod transfers;
 pub mod version;

@@ -1,6 +1,7 @@
 //! Asking a peer for things: one request per stream, typed answers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lanspread_core::manifest::{Manifest, ManifestError};
 use lanspread_core::{GameId, GameVersion};
@@ -166,23 +167,17 @@ impl PeerClient {
 
     /// Opens a chunk transfer: returns the stream positioned at the first
     /// byte, and the byte count the peer promised.
-    pub async fn open_chunk(
-        &self,
-        game: &GameId,
-        version: &GameVersion,
-        path: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<quinn::RecvStream, ClientError> {
+    pub async fn open_chunk(&self, chunk: &ChunkAsk<'_>) -> Result<quinn::RecvStream, ClientError> {
         let request = Request::Chunk {
-            game: game.clone(),
-            version: version.clone(),
-            path: path.to_owned(),
-            offset,
-            len,
+            game: chunk.game.clone(),
+            version: chunk.version.clone(),
+            path: chunk.path.to_owned(),
+            offset: chunk.offset,
+            len: chunk.len,
+            swarm: chunk.swarm,
         };
         match self.request(&request, MAX_RESPONSE_FRAME_BYTES).await? {
-            (Response::ChunkHeader { len: promised }, recv) if promised == len => Ok(recv),
+            (Response::ChunkHeader { len: promised }, recv) if promised == chunk.len => Ok(recv),
             (Response::ChunkHeader { .. }, _) => {
                 Err(ClientError::Unexpected("a chunk of another size"))
             }
@@ -190,21 +185,46 @@ impl PeerClient {
         }
     }
 
-    /// Fetches a byte range into memory.
+    /// Fetches a byte range into memory, adding every byte received to
+    /// `received` as it arrives (a download tells a slow peer from a
+    /// stalled one by it).
     pub async fn chunk(
         &self,
-        game: &GameId,
-        version: &GameVersion,
-        path: &str,
-        offset: u64,
-        len: u64,
+        chunk: &ChunkAsk<'_>,
+        received: &AtomicU64,
     ) -> Result<Vec<u8>, ClientError> {
-        let mut recv = self.open_chunk(game, version, path, offset, len).await?;
-        let mut bytes =
-            vec![0u8; usize::try_from(len).map_err(|_| ClientError::Unexpected("a huge chunk"))?];
-        read_exact(&mut recv, &mut bytes).await?;
+        let mut recv = self.open_chunk(chunk).await?;
+        let len =
+            usize::try_from(chunk.len).map_err(|_| ClientError::Unexpected("a huge chunk"))?;
+        let mut bytes = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match recv.read(&mut bytes[filled..]).await {
+                Ok(Some(n)) => {
+                    filled += n;
+                    received.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Ok(None) => return Err(ClientError::Frame(FrameError::Truncated)),
+                Err(quinn::ReadError::Reset(code)) => {
+                    return Err(ClientError::Reset(code.into_inner()));
+                }
+                Err(err) => return Err(ClientError::Stream(err.to_string())),
+            }
+        }
         Ok(bytes)
     }
+}
+
+/// One chunk request: a byte range of one file of a game version.
+#[derive(Debug, Clone)]
+pub struct ChunkAsk<'a> {
+    pub game: &'a GameId,
+    pub version: &'a GameVersion,
+    pub path: &'a str,
+    pub offset: u64,
+    pub len: u64,
+    /// See [`Request::Chunk`]'s `swarm`.
+    pub swarm: bool,
 }
 
 /// Reads exactly `buffer.len()` bytes of a chunk, mapping a reset to its code.

@@ -11,7 +11,10 @@
 //! - [`serve`]: answering requests; chunks stream under a transfer guard.
 //! - [`client`]: asking a peer for hello, library, manifest and chunks.
 //! - [`discovery`]: mDNS and manual peers, and the peer table.
-//! - [`download`]: aggregated, verified, resumable downloads.
+//! - [`download`]: aggregated, verified, resumable downloads, driving the
+//!   core's download state machine.
+//! - [`swarm`]: serving what a running download has verified, and the
+//!   seeder's memory of what it just sent.
 //! - [`runtime`]: the background runtime: commands in, state and events out;
 //!   its local commands (downloads, install, update, …) live in `local`.
 //! - [`control`]: the local control socket for CLI commands.
@@ -29,6 +32,7 @@ pub mod proto;
 pub mod rate;
 pub mod runtime;
 pub mod serve;
+pub mod swarm;
 
 pub use lanspread_core as core;
 pub use runtime::{Command, Event, PeerConfig, PeerHandle, PeerState};

@@ -15,6 +15,7 @@ use lanspread_core::manifest::{Manifest, build_manifest};
 use lanspread_core::{GameCatalog, GameId, LibraryScan, Store};
 
 use crate::proto::AnnouncedGame;
+use crate::swarm::PartialGame;
 
 /// The library as peers see it, and the manifests behind it.
 #[derive(Debug, Clone, Default)]
@@ -30,12 +31,15 @@ pub struct LibrarySnapshot {
 }
 
 impl LibrarySnapshot {
-    /// The announced list with the active games removed.
+    /// The announced list: whole games, then the games being downloaded
+    /// (partial, with their have-maps); games under an operation are left
+    /// out.
     pub fn announced(
         manifests: &BTreeMap<GameId, Arc<Manifest>>,
+        partials: &[Arc<PartialGame>],
         active: &BTreeSet<GameId>,
     ) -> Vec<AnnouncedGame> {
-        manifests
+        let whole = manifests
             .values()
             .filter(|m| !active.contains(&m.game))
             .map(|m| AnnouncedGame {
@@ -43,8 +47,21 @@ impl LibrarySnapshot {
                 version: m.version.clone(),
                 total_bytes: m.total_len_bytes(),
                 manifest_digest: m.digest(),
+                partial: None,
+            });
+        let partial = partials
+            .iter()
+            .filter(|p| {
+                !active.contains(&p.manifest.game) && !manifests.contains_key(&p.manifest.game)
             })
-            .collect()
+            .map(|p| AnnouncedGame {
+                id: p.manifest.game.clone(),
+                version: p.manifest.version.clone(),
+                total_bytes: p.manifest.total_len_bytes(),
+                manifest_digest: p.digest,
+                partial: Some(p.have()),
+            });
+        whole.chain(partial).collect()
     }
 }
 

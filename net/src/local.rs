@@ -21,6 +21,8 @@ pub(crate) struct LocalContext {
     pub(crate) transfers: OutboundTransfers,
     pub(crate) state: watch::Sender<PeerState>,
     pub(crate) rescan: mpsc::Sender<()>,
+    /// Games being downloaded, served in part.
+    pub(crate) partials: crate::swarm::PartialShares,
     /// Running downloads; the mutex guards only inserts and removals.
     pub(crate) downloads: std::sync::Mutex<BTreeMap<GameId, CancellationToken>>,
     pub(crate) shutdown: CancellationToken,
@@ -140,6 +142,7 @@ impl LocalContext {
             catalog,
             transfers: self.transfers.clone(),
             peers: self.state.subscribe(),
+            partials: self.partials.clone(),
             cancel,
             on_progress: Box::new(move |progress: &DownloadProgress| {
                 progress_state.send_modify(|s| {

@@ -14,13 +14,14 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use lanspread_core::download::HaveMap;
 use lanspread_core::manifest::Manifest;
 use lanspread_core::{Blake3Hash, GameId, GameVersion};
 
 /// ALPN protocol id; bump the number for an incompatible wire change.
-pub const ALPN: &[u8] = b"lanspread/2";
+pub const ALPN: &[u8] = b"lanspread/3";
 /// The protocol version carried in hello, for display.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest request frame a server accepts.
 pub const MAX_REQUEST_FRAME_BYTES: u32 = 16 * 1024;
@@ -64,6 +65,25 @@ pub struct AnnouncedGame {
     pub version: GameVersion,
     pub total_bytes: u64,
     pub manifest_digest: Blake3Hash,
+    /// `None`: the whole game, ready and verified. `Some`: the peer is still
+    /// downloading this version (the manifest it adopted is
+    /// `manifest_digest`) and serves the chunks it has verified. Partial
+    /// peers never vote on a manifest.
+    pub partial: Option<PartialHave>,
+}
+
+impl AnnouncedGame {
+    pub fn is_whole(&self) -> bool {
+        self.partial.is_none()
+    }
+}
+
+/// What a partial peer holds and is fetching, one bit per chunk of the
+/// manifest it adopted. Sent at most twice a second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialHave {
+    pub have: HaveMap,
+    pub fetching: HaveMap,
 }
 
 /// A request: the first and only frame the client sends on a stream.
@@ -87,6 +107,11 @@ pub enum Request {
         path: String,
         offset: u64,
         len: u64,
+        /// The asker can get this chunk from partial peers later: a PC that
+        /// is sending (or just sent) the same bytes to another PC refuses
+        /// with [`ErrorCode::SentElsewhere`], so a seeder's upload goes to
+        /// chunks the party does not have yet.
+        swarm: bool,
     },
 }
 
@@ -113,6 +138,11 @@ pub enum ErrorCode {
     TooManyStreams,
     /// Something failed on the serving side (a disk error).
     Internal,
+    /// A partial peer does not hold (all of) this byte range yet.
+    NotHeld,
+    /// A swarm request for bytes this PC is sending to another PC now, or
+    /// just sent: ask the partial peers once they announce them.
+    SentElsewhere,
 }
 
 /// A refusal, with words for the user.
@@ -247,6 +277,7 @@ mod tests {
             path: "Maps/a.ut2".into(),
             offset: 7,
             len: 9,
+            swarm: true,
         };
         let mut buffer = Vec::new();
         write_frame(&mut buffer, &request).await.unwrap();

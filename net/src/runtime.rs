@@ -26,6 +26,7 @@ use crate::library::{LibrarySnapshot, build_manifests};
 use crate::local::LocalContext;
 use crate::proto::{AnnouncedGame, PROTOCOL_VERSION, PeerHello, clean_name};
 use crate::serve::{CatalogCell, ServeContext, accept_loop};
+use crate::swarm::{ANNOUNCE_EVERY, PartialShares};
 
 /// How often the games folder is rescanned without being asked.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -466,6 +467,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         ..PeerState::default()
     });
     let (library_tx, library_rx) = watch::channel(LibrarySnapshot::default());
+    let partials = PartialShares::default();
     let context = Arc::new(ServeContext {
         games_dir: config.games_dir.clone(),
         upload_limit: config
@@ -476,6 +478,8 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         transfers: transfers.clone(),
         library: library_rx,
         hello: hello.clone(),
+        partials: partials.clone(),
+        recent: crate::swarm::RecentSends::default(),
     });
 
     let control = match (&config.data_dir, &lock) {
@@ -542,6 +546,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
                 store,
                 catalog: catalog.clone(),
                 transfers: transfers.clone(),
+                partials: partials.clone(),
             },
             library_tx,
             state_tx.clone(),
@@ -573,6 +578,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         transfers: transfers.clone(),
         state: state_tx.clone(),
         rescan: rescan_tx.clone(),
+        partials,
         downloads: std::sync::Mutex::new(BTreeMap::new()),
         shutdown: shutdown.child_token(),
     });
@@ -652,6 +658,7 @@ struct LibraryInputs {
     store: Store,
     catalog: CatalogCell,
     transfers: OutboundTransfers,
+    partials: PartialShares,
 }
 
 /// Keeps the announced library current: rescans on request, on a timer, and
@@ -666,6 +673,8 @@ async fn keep_library(
 ) {
     let inputs = Arc::new(inputs);
     let mut active_updates = inputs.transfers.subscribe();
+    let mut partial_updates = inputs.partials.subscribe();
+    let mut announced_at;
     let mut manifests = BTreeMap::new();
     let mut timer = tokio::time::interval(RESCAN_INTERVAL);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -703,9 +712,11 @@ async fn keep_library(
             }
         }
         let fingerprint = *inputs.catalog.get().fingerprint().as_bytes();
+        announced_at = tokio::time::Instant::now();
         publish_library(
             &inputs.transfers,
             &manifests,
+            &inputs.partials,
             fingerprint,
             &library,
             &state,
@@ -719,6 +730,18 @@ async fn keep_library(
             changed = active_updates.changed() => {
                 if changed.is_err() { break; }
                 active_updates.borrow_and_update();
+                scan_now = false;
+            }
+            changed = partial_updates.changed() => {
+                if changed.is_err() { break; }
+                // Have-maps move with every chunk: announced at most twice
+                // a second, so a swarm's long-polls stay cheap.
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep_until(announced_at + ANNOUNCE_EVERY) => {}
+                }
+                partial_updates.borrow_and_update();
                 scan_now = false;
             }
         }
@@ -740,7 +763,16 @@ async fn keep_empty_library(
     loop {
         let fingerprint = *catalog.get().fingerprint().as_bytes();
         let none = BTreeMap::new();
-        publish_library(&transfers, &none, fingerprint, &library, &state, &events);
+        let no_partials = PartialShares::default();
+        publish_library(
+            &transfers,
+            &none,
+            &no_partials,
+            fingerprint,
+            &library,
+            &state,
+            &events,
+        );
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -755,12 +787,13 @@ async fn keep_empty_library(
 fn publish_library(
     transfers: &OutboundTransfers,
     manifests: &BTreeMap<GameId, Arc<lanspread_core::Manifest>>,
+    partials: &PartialShares,
     catalog_fingerprint: [u8; 32],
     library: &watch::Sender<LibrarySnapshot>,
     state: &watch::Sender<PeerState>,
     events: &broadcast::Sender<Event>,
 ) {
-    let games = LibrarySnapshot::announced(manifests, &transfers.active_games());
+    let games = LibrarySnapshot::announced(manifests, &partials.all(), &transfers.active_games());
     let mut bumped = None;
     let mut new_catalog = false;
     library.send_modify(|snapshot| {

@@ -28,6 +28,7 @@ use crate::proto::{
     self, ErrorCode, FrameError, MAX_CHUNK_REQUEST_BYTES, MAX_REQUEST_FRAME_BYTES, PeerHello,
     Request, Response, WireError,
 };
+use crate::swarm::{PartialShares, RecentSends};
 
 /// Bytes read from disk and sent per step of a chunk transfer.
 const SEND_PIECE_BYTES: usize = 256 * 1024;
@@ -67,6 +68,10 @@ pub struct ServeContext {
     pub transfers: OutboundTransfers,
     pub library: watch::Receiver<LibrarySnapshot>,
     pub hello: PeerHello,
+    /// Games this PC is downloading and serves in part.
+    pub partials: PartialShares,
+    /// Chunks sent lately, for refusing a swarm's duplicate requests.
+    pub recent: RecentSends,
 }
 
 /// Counts connections per remote endpoint; the guard gives the slot back.
@@ -255,9 +260,18 @@ async fn handle_stream(
             path,
             offset,
             len,
+            swarm,
         } => {
             let span = tracing::debug_span!("chunk", game = %game, path = %path, offset, len);
-            serve_chunk(context, send, &game, &version, &path, offset, len, shutdown)
+            let ask = ChunkRequest {
+                game: &game,
+                version: &version,
+                path: &path,
+                offset,
+                len,
+                swarm,
+            };
+            serve_chunk(context, send, &ask, shutdown)
                 .instrument(span)
                 .await;
         }
@@ -364,39 +378,77 @@ fn busy(game: &GameId) -> WireError {
     )
 }
 
-/// Registers the guard, checks eligibility, opens the file.
-async fn prepare_chunk(
-    context: &ServeContext,
-    game: &GameId,
-    version: &GameVersion,
-    raw_path: &str,
+/// One chunk request as the server read it.
+struct ChunkRequest<'a> {
+    game: &'a GameId,
+    version: &'a GameVersion,
+    path: &'a str,
     offset: u64,
     len: u64,
-) -> Result<(TransferGuard, Arc<std::fs::File>), WireError> {
-    // 1. The guard, before anything is checked.
-    let guard = context.transfers.register(game).map_err(|_| busy(game))?;
-    // 2. Eligibility.
-    let manifest = eligible_manifest(context, game, version)?;
-    let path = validate_relative_path(raw_path)
+    swarm: bool,
+}
+
+/// Checks a byte range against a manifest entry and the request limit.
+fn check_range(
+    entry: &lanspread_core::manifest::FileEntry,
+    ask: &ChunkRequest<'_>,
+) -> Result<(), WireError> {
+    let in_range = ask
+        .offset
+        .checked_add(ask.len)
+        .is_some_and(|end| end <= entry.len_bytes);
+    if ask.len == 0 || ask.len > MAX_CHUNK_REQUEST_BYTES || !in_range {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "bytes {}+{} are not a range of {} ({} bytes; at most {MAX_CHUNK_REQUEST_BYTES} per request)",
+                ask.offset, ask.len, entry.path, entry.len_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The file to read a chunk from: a whole game's payload file, or a
+/// partial game's staging file (only for chunks verified and written).
+async fn open_chunk_file(
+    context: &ServeContext,
+    ask: &ChunkRequest<'_>,
+) -> Result<Arc<std::fs::File>, WireError> {
+    let (game, version) = (ask.game, ask.version);
+    let path = validate_relative_path(ask.path)
         .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
+    if let Some(partial) = context.partials.get(game)
+        && &partial.manifest.version == version
+        && context.catalog.get().expected_version(game) == Some(version)
+    {
+        let Some(index) = partial.manifest.files.iter().position(|f| f.path == path) else {
+            return Err(WireError::new(
+                ErrorCode::NotInManifest,
+                format!("{path} is not a file of {game} {version}"),
+            ));
+        };
+        check_range(&partial.manifest.files[index], ask)?;
+        if !partial.holds_range(index, ask.offset, ask.len) {
+            return Err(WireError::new(
+                ErrorCode::NotHeld,
+                format!("this PC is still downloading {game} and does not hold those bytes yet"),
+            ));
+        }
+        return partial
+            .files
+            .get(index)
+            .cloned()
+            .ok_or_else(|| WireError::new(ErrorCode::Internal, "the staging files are not open"));
+    }
+    let manifest = eligible_manifest(context, game, version)?;
     let Some(entry) = manifest.file(&path) else {
         return Err(WireError::new(
             ErrorCode::NotInManifest,
             format!("{path} is not a file of {game} {version}"),
         ));
     };
-    let in_range = offset
-        .checked_add(len)
-        .is_some_and(|end| end <= entry.len_bytes);
-    if len == 0 || len > MAX_CHUNK_REQUEST_BYTES || !in_range {
-        return Err(WireError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "bytes {offset}+{len} are not a range of {path} ({} bytes; at most {MAX_CHUNK_REQUEST_BYTES} per request)",
-                entry.len_bytes
-            ),
-        ));
-    }
+    check_range(entry, ask)?;
     let games_dir = context
         .games_dir
         .as_deref()
@@ -407,7 +459,22 @@ async fn prepare_chunk(
     let internal =
         |e: std::io::Error| WireError::new(ErrorCode::Internal, format!("reading {path}: {e}"));
     let file = tokio::fs::File::open(&disk_path).await.map_err(internal)?;
-    Ok((guard, Arc::new(file.into_std().await)))
+    Ok(Arc::new(file.into_std().await))
+}
+
+/// Registers the guard, checks eligibility, opens the file.
+async fn prepare_chunk(
+    context: &ServeContext,
+    ask: &ChunkRequest<'_>,
+) -> Result<(TransferGuard, Arc<std::fs::File>), WireError> {
+    // 1. The guard, before anything is checked.
+    let guard = context
+        .transfers
+        .register(ask.game)
+        .map_err(|_| busy(ask.game))?;
+    // 2. Eligibility, and the file.
+    let file = open_chunk_file(context, ask).await?;
+    Ok((guard, file))
 }
 
 /// How a chunk transfer ended, for the log.
@@ -419,29 +486,38 @@ enum Ended {
     PeerGone,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_chunk(
     context: &ServeContext,
     send: &mut quinn::SendStream,
-    game: &GameId,
-    version: &GameVersion,
-    path: &str,
-    offset: u64,
-    len: u64,
+    ask: &ChunkRequest<'_>,
     shutdown: &CancellationToken,
 ) {
-    let (guard, file) = match prepare_chunk(context, game, version, path, offset, len).await {
+    let (guard, file) = match prepare_chunk(context, ask).await {
         Ok(ready) => ready,
         Err(error) => return respond(send, &Response::Error(error)).await,
     };
+    let key = (ask.game.clone(), ask.path.to_owned(), ask.offset);
+    let Some(mut sending) = context
+        .recent
+        .begin(key, ask.swarm, std::time::Instant::now())
+    else {
+        drop(file);
+        drop(guard);
+        let error = WireError::new(
+            ErrorCode::SentElsewhere,
+            "this PC is sending those bytes to another PC of the party; ask the partial peers",
+        );
+        return respond(send, &Response::Error(error)).await;
+    };
     let limit = context.upload_limit.as_ref();
-    let ended = stream_file(send, &file, offset, len, &guard, shutdown, limit).await;
+    let ended = stream_file(send, &file, ask.offset, ask.len, &guard, shutdown, limit).await;
     // Close the file before the guard goes: once the count is zero, an
     // operation may move the folder (Windows refuses that with files open).
     drop(file);
     let code = match &ended {
         Ended::Done => {
             let _ = send.finish();
+            sending.finished = true;
             context
                 .chunks_served
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -455,6 +531,7 @@ async fn serve_chunk(
         }
         Ended::PeerGone => None,
     };
+    drop(sending);
     if let Some(code) = code {
         let _ = send.reset(VarInt::from_u32(code));
         tracing::debug!(code, "transfer ended early");

@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use lanspread_core::{GameCatalog, GameId, GameVersion};
 use lanspread_net::Command;
-use lanspread_net::client::{ClientError, PeerClient, read_exact};
+use lanspread_net::client::{ChunkAsk, ClientError, PeerClient, read_exact};
 use lanspread_net::endpoint::{MAX_REQUESTS_PER_CONNECTION, TlsIdentity, open_endpoint};
 use lanspread_net::proto::{
     self, ErrorCode, MAX_RESPONSE_FRAME_BYTES, RESET_CANCELLED, RESET_STALLED, Request, Response,
@@ -60,6 +61,24 @@ fn big_seeder(catalog: &GameCatalog) -> (GamesFolder, TestPeer) {
         "the seeder never announced its game"
     );
     (folder, peer)
+}
+
+/// A plain chunk request (not part of a swarm).
+fn ask<'a>(
+    game: &'a GameId,
+    version: &'a GameVersion,
+    path: &'a str,
+    offset: u64,
+    len: u64,
+) -> ChunkAsk<'a> {
+    ChunkAsk {
+        game,
+        version,
+        path,
+        offset,
+        len,
+        swarm: false,
+    }
 }
 
 #[test]
@@ -143,7 +162,7 @@ fn an_operation_cancels_a_live_transfer_within_a_second_and_waits_for_zero() {
     rt.block_on(async {
         let client = connect(seeder.addr()).await;
         let mut recv = client
-            .open_chunk(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64)
+            .open_chunk(&ask(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64))
             .await
             .unwrap();
         let mut first = vec![0u8; 64 * 1024];
@@ -171,13 +190,13 @@ fn an_operation_cancels_a_live_transfer_within_a_second_and_waits_for_zero() {
         }
         // While the operation runs, new requests are refused as busy.
         let err = client
-            .chunk(&ut, &version, "small.txt", 0, 10)
+            .chunk(&ask(&ut, &version, "small.txt", 0, 10), &AtomicU64::new(0))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::Busy));
         drop(operation);
         let bytes = client
-            .chunk(&ut, &version, "small.txt", 0, 10)
+            .chunk(&ask(&ut, &version, "small.txt", 0, 10), &AtomicU64::new(0))
             .await
             .unwrap();
         assert_eq!(bytes.len(), 10);
@@ -195,7 +214,7 @@ fn a_receiver_that_stops_reading_does_not_hold_the_transfer_forever() {
     rt.block_on(async {
         let client = connect(seeder.addr()).await;
         let mut recv = client
-            .open_chunk(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64)
+            .open_chunk(&ask(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64))
             .await
             .unwrap();
         let mut first = vec![0u8; 1024];
@@ -259,6 +278,7 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
             path: path.to_owned(),
             offset: 0,
             len: 5,
+            swarm: false,
         };
         let cases = [
             (chunk("../secret.txt", &version), ErrorCode::BadPath),
@@ -278,6 +298,7 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
                     path: "small.txt".into(),
                     offset: 999,
                     len: 5,
+                    swarm: false,
                 },
                 ErrorCode::BadRequest,
             ),
@@ -349,7 +370,10 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
             .find(|f| f.path.as_str() == "small.txt")
             .unwrap();
         let bytes = honest
-            .chunk(&ut, &version, "small.txt", 0, entry.len_bytes)
+            .chunk(
+                &ask(&ut, &version, "small.txt", 0, entry.len_bytes),
+                &AtomicU64::new(0),
+            )
             .await
             .unwrap();
         assert_eq!(lanspread_core::Blake3Hash::of(&bytes), entry.hash);
@@ -397,7 +421,7 @@ fn state_changes_wake_the_gui_and_upload_counts_are_published() {
     rt.block_on(async {
         let client = connect(seeder.addr()).await;
         let mut recv = client
-            .open_chunk(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64)
+            .open_chunk(&ask(&ut, &version, "big.bin", 0, BIG_FILE_BYTES as u64))
             .await
             .unwrap();
         let mut first = vec![0u8; 1024];

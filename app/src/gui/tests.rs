@@ -37,6 +37,7 @@ fn announced(catalog: &GameCatalog, game: &str) -> AnnouncedGame {
         version: catalog.get_str(game).unwrap().version.clone(),
         total_bytes: 305_000,
         manifest_digest: lanspread_core::Blake3Hash::of(game.as_bytes()),
+        partial: None,
     }
 }
 
@@ -421,6 +422,7 @@ fn a_big_party_stays_drawable() {
                 version: lanspread_core::GameVersion::parse("1").unwrap(),
                 total_bytes: 1 << 30,
                 manifest_digest: lanspread_core::Blake3Hash::of(&[p as u8]),
+                partial: None,
             })
             .collect();
         peers.insert(

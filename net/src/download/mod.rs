@@ -1,36 +1,37 @@
 //! Aggregated downloads: one game from every peer that holds the catalog's
-//! version, at once, every chunk verified before it counts.
+//! version, at once, every chunk verified before it counts; and, while it
+//! runs, served in part to the other downloaders of the same game.
 //!
-//! 1. Sources: peers whose library shows the catalog's version.
+//! 1. Sources: peers whose library shows the catalog's version, whole.
 //! 2. Manifests from all of them; the majority decides every file
 //!    ([`lanspread_core::vote`]); a peer that disagrees is not used, and the
-//!    report says why.
+//!    report says why. Partial peers (still downloading) never vote.
 //! 3. Free space is checked; staging files are opened (resuming from the
-//!    journal when one matches).
-//! 4. Chunks are scheduled over the good peers with work stealing
-//!    ([`lanspread_core::schedule`]), a few requests in flight per peer. A
-//!    chunk whose bytes fail its hash drops the peer that sent it; a peer
-//!    that errs or times out is dropped; its chunks go elsewhere. Peers that
-//!    appear during the download with the same manifest are added.
-//! 5. Verified chunks are written at their offset and journaled in batches.
-//! 6. When every chunk is in, the payload is swapped into the game folder
-//!    under `begin_operation`, `version.ini` last.
+//!    journal when one matches), and the download is announced as partial.
+//! 4. The core's [`DownloadMachine`] decides what to ask whom (partial peers
+//!    with the same manifest digest too), when a peer is stalled or lying,
+//!    and when a second copy is worth it; this loop performs its actions:
+//!    requests (bytes counted as they arrive), cancellations, writes,
+//!    journal flushes.
+//! 5. When every chunk is in, the partial announcement goes and the payload
+//!    is swapped into the game folder under `begin_operation` (which ends
+//!    the partial uploads), `version.ini` last.
 
 mod progress;
 mod staging;
-mod steal;
 
 pub use progress::{DownloadProgress, DownloadReport, PeerShare, Phase, SpeedMeter};
 pub use staging::{Journal, staging_dir, staging_root};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use lanspread_core::download::{Action, ChunkPlan, Delivery, DownloadMachine, Failure, RequestId};
 use lanspread_core::manifest::Manifest;
 use lanspread_core::ops::{OpError, swap_in};
-use lanspread_core::schedule::{ChunkPlan, ChunkRef, Completion, Scheduler};
 use lanspread_core::transfers::TransferError;
 use lanspread_core::vote::{VoteError, majority_manifest};
 use lanspread_core::{Blake3Hash, GameCatalog, GameId, GameVersion, OutboundTransfers, Store};
@@ -38,33 +39,24 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientError, PeerClient};
+use crate::client::{ChunkAsk, ClientError, PeerClient};
 use crate::platform::write_all_at;
+use crate::proto::{ErrorCode, PartialHave};
 use crate::runtime::PeerState;
-use steal::{PeerRate, worth_stealing};
+use crate::swarm::{PartialGame, PartialShares};
 
-/// Requests in flight per peer (1 MiB each). 8 rather than 4 keeps a
-/// single 1 Gbit seeder's link fuller (lab bench: 90 % -> 94 % of QUIC's
-/// ceiling as first measured; 16 was no better); memory stays at 8 MiB per
-/// peer.
-pub const REQUESTS_PER_PEER: usize = 8;
-/// Verified chunks waiting for the disk, at most, before no new request is
-/// made: a disk slower than the network (or busy with the journal's sync)
-/// holds the download back instead of filling memory.
-pub const MAX_QUEUED_WRITES: usize = 16;
-/// A chunk request that takes longer than this drops the peer.
-pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long to wait for manifests.
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for a first source when none is known yet (the peer
 /// table may still be filling after start).
 pub const SOURCE_WAIT: Duration = Duration::from_secs(5);
-/// With every peer lost, how long to wait for a new one before giving up.
-pub const LOST_GRACE: Duration = Duration::from_secs(3);
 /// Free space kept beyond the payload.
 pub const SPACE_MARGIN_BYTES: u64 = 32 * 1024 * 1024;
+/// How often progress is published, stalls are checked and new sources
+/// picked up.
 const TICK: Duration = Duration::from_millis(250);
-const JOURNAL_EVERY: Duration = Duration::from_secs(1);
+/// How long a download that ends waits for its partial uploads to stop.
+const UPLOADS_END_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a download did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +105,10 @@ pub struct Source {
     pub id: String,
     pub name: String,
     pub client: PeerClient,
+    /// `None` when it holds the whole game; else what it holds and fetches.
+    pub partial: Option<PartialHave>,
+    /// The revision of its library this was read from.
+    pub revision: Option<u64>,
 }
 
 /// Everything one download needs.
@@ -123,6 +119,8 @@ pub struct DownloadJob {
     pub catalog: Arc<GameCatalog>,
     pub transfers: OutboundTransfers,
     pub peers: watch::Receiver<PeerState>,
+    /// Where this download announces itself as partial and serves from.
+    pub partials: PartialShares,
     pub cancel: CancellationToken,
     pub on_progress: Box<dyn Fn(&DownloadProgress) + Send + Sync>,
 }
@@ -135,7 +133,8 @@ impl std::fmt::Debug for DownloadJob {
     }
 }
 
-/// Peers announcing `game` at `version` (and, when given, that manifest).
+/// Peers announcing `game` at `version`: whole ones, or (with a digest)
+/// whole and partial ones with that manifest.
 fn sources(
     state: &PeerState,
     game: &GameId,
@@ -145,18 +144,21 @@ fn sources(
     state
         .peers
         .values()
-        .filter(|p| {
-            p.games.iter().any(|g| {
+        .filter_map(|p| {
+            let announced = p.games.iter().find(|g| {
                 &g.id == game
                     && &g.version == version
-                    && digest.is_none_or(|d| g.manifest_digest == d)
-            })
-        })
-        .filter_map(|p| {
+                    && match digest {
+                        None => g.is_whole(),
+                        Some(d) => g.manifest_digest == d,
+                    }
+            })?;
             Some(Source {
                 id: p.id.clone(),
                 name: p.name.clone(),
                 client: p.client.clone()?,
+                partial: announced.partial.clone(),
+                revision: p.library_revision,
             })
         })
         .collect()
@@ -285,45 +287,56 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     };
     job.store.put_journal(job.game.as_str(), &journal)?;
 
-    // 4./5. Fetch.
+    // 4./5. Fetch, serving what is verified to the others meanwhile.
+    let partial = Arc::new(PartialGame::new(
+        manifest.clone(),
+        plan.clone(),
+        staging.files.clone(),
+    ));
+    job.partials.insert(partial.clone());
+    progress.done_bytes = plan
+        .chunks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| journal.verified.has(*i))
+        .map(|(_, c)| c.len)
+        .sum();
+    progress.phase = Phase::Fetching;
+    let fetch_started = Instant::now();
     let mut fetch = Fetch {
         job: &job,
         version: &version,
         manifest: &manifest,
         plan: &plan,
         files: staging.files.clone(),
-        scheduler: Scheduler::new(plan.len(), |i| journal.is_set(i)),
+        machine: DownloadMachine::for_plan(&plan, &journal.verified, rand::random(), fetch_started),
+        partial: &partial,
         slots: Vec::new(),
         requests: JoinSet::new(),
-        tags: HashMap::new(),
+        handles: HashMap::new(),
         writes: JoinSet::new(),
         fetched_chunks: 0,
         fetched_bytes: 0,
-        second_copies: 0,
     };
-    progress.done_bytes = plan
-        .chunks
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| journal.is_set(*i))
-        .map(|(_, c)| c.len)
-        .sum();
-    progress.phase = Phase::Fetching;
-    let fetch_started = Instant::now();
     for source in used {
         fetch.add_source(source);
     }
     let outcome = fetch.run(&mut journal, &mut progress, shares).await;
+    drop(fetch);
+    // The partial announcement goes first; then its uploads end (the swap's
+    // `begin_operation` waits for them, and so does a download that stops).
+    job.partials.remove(&job.game);
     let (peers_report, fetched_chunks, fetched_bytes) = match outcome {
         Ok(done) => done,
         Err(err) => {
+            end_partial_uploads(&job).await;
             progress.phase = Phase::Failed;
             progress.error = Some(err.to_string());
             (job.on_progress)(&progress);
             return Err(err);
         }
     };
-    drop(fetch);
+    drop(partial);
     let fetch_seconds = fetch_started.elapsed().as_secs_f64();
 
     // 6. Everything verified: close the files, swap in under the guard.
@@ -385,7 +398,7 @@ fn check_space(
             plan.chunks
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| j.is_set(*i))
+                .filter(|(i, _)| j.verified.has(*i))
                 .map(|(_, c)| c.len)
                 .sum()
         });
@@ -403,47 +416,30 @@ fn check_space(
     Ok(())
 }
 
-/// One peer in the fetch loop.
-struct Slot {
-    source: Source,
-    in_flight: usize,
-    share: PeerShare,
-    rate: PeerRate,
-    /// When its first and latest verified chunk arrived (for the log).
-    delivered: Option<(Instant, Instant)>,
-}
-
-/// Why one chunk request failed.
-#[derive(Debug)]
-enum FetchError {
-    Client(ClientError),
-    BadHash,
-    Timeout,
-}
-
-impl FetchError {
-    fn reason(&self) -> String {
-        match self {
-            Self::Client(ClientError::Reset(code))
-                if *code == u64::from(crate::proto::RESET_CANCELLED) =>
-            {
-                "it stopped serving the game (an update or remove started there)".to_owned()
-            }
-            Self::Client(err) => err.to_string(),
-            Self::BadHash => "it sent bytes that fail the chunk hash".to_owned(),
-            Self::Timeout => format!("a chunk took longer than {}s", CHUNK_TIMEOUT.as_secs()),
-        }
+/// Cancels the uploads this PC still serves from a download that ended
+/// and waits (bounded) until none is left, so its staging files are closed.
+async fn end_partial_uploads(job: &DownloadJob) {
+    let wait = job.transfers.begin_operation(&job.game);
+    match tokio::time::timeout(UPLOADS_END_WAIT, wait).await {
+        Ok(Ok(guard)) => drop(guard),
+        Ok(Err(err)) => tracing::debug!("partial uploads not waited for: {err}"),
+        Err(_) => tracing::warn!("partial uploads did not end in time"),
     }
 }
 
-/// One request in flight.
-struct Tag {
-    handle: tokio::task::AbortHandle,
-    asked: Instant,
-    sharing: usize,
+/// One peer in the fetch loop.
+struct Slot {
+    source: Source,
+    share: PeerShare,
+    /// Bytes received over all its requests, as they arrive.
+    received: Arc<AtomicU64>,
+    /// When its first and latest verified chunk arrived (for the log).
+    delivered: Option<(Instant, Instant)>,
+    /// Why it last stopped serving the game, while it waits to come back.
+    stopped: Option<String>,
 }
 
-type Fetched = (usize, usize, Result<Vec<u8>, FetchError>);
+type Fetched = (RequestId, Result<Vec<u8>, Failure>);
 
 struct Fetch<'a> {
     job: &'a DownloadJob,
@@ -451,167 +447,198 @@ struct Fetch<'a> {
     manifest: &'a Arc<Manifest>,
     plan: &'a Arc<ChunkPlan>,
     files: Vec<Arc<std::fs::File>>,
-    scheduler: Scheduler<usize>,
+    /// Every decision: what to ask whom, stalls, steals, the journal.
+    machine: DownloadMachine,
+    /// This download as other PCs see it.
+    partial: &'a Arc<PartialGame>,
+    /// Peers in the machine's order.
     slots: Vec<Slot>,
     requests: JoinSet<Fetched>,
-    /// Each request in flight by (peer, chunk): its task (to abort a
-    /// duplicate), when it was asked and how many that peer then had.
-    tags: HashMap<(usize, usize), Tag>,
+    /// The task of each request in flight, to stop it when told.
+    handles: HashMap<RequestId, tokio::task::AbortHandle>,
     writes: JoinSet<(usize, std::io::Result<()>)>,
     fetched_chunks: usize,
     fetched_bytes: u64,
-    /// Chunks asked of a second peer while the first still had them.
-    second_copies: usize,
+}
+
+/// What a failed request means for the machine.
+fn failure(err: ClientError) -> Failure {
+    match &err {
+        ClientError::Refused(refusal) => match refusal.code {
+            ErrorCode::NotHeld => Failure::NotHeld,
+            ErrorCode::SentElsewhere => Failure::SentElsewhere,
+            // An update or remove there, or its own download ended or is
+            // swapping in: it may announce the game again.
+            ErrorCode::Busy | ErrorCode::WrongVersion | ErrorCode::NotShareable => {
+                Failure::Stopped(err.to_string())
+            }
+            _ => Failure::Broken(err.to_string()),
+        },
+        ClientError::Reset(code) if *code == u64::from(crate::proto::RESET_CANCELLED) => {
+            Failure::Stopped(
+                "it stopped serving the game (an update, a remove or its own download finishing)"
+                    .to_owned(),
+            )
+        }
+        _ => Failure::Broken(err.to_string()),
+    }
 }
 
 impl Fetch<'_> {
     fn add_source(&mut self, source: Source) {
-        tracing::info!(peer = %source.name, addr = %source.client.remote_address(), "using peer");
+        tracing::info!(
+            peer = %source.name,
+            addr = %source.client.remote_address(),
+            partial = source.partial.is_some(),
+            "using peer"
+        );
+        let have = source.partial.as_ref().map(|p| p.have.clone());
+        let index = self.machine.add_peer(have, Instant::now());
+        if let Some(p) = &source.partial {
+            self.machine
+                .peer_announced(index, Some(p.have.clone()), Some(p.fetching.clone()));
+        }
+        debug_assert_eq!(index, self.slots.len());
         let share = share(&source, None);
         self.slots.push(Slot {
             source,
-            in_flight: 0,
             share,
-            rate: PeerRate::default(),
+            received: Arc::new(AtomicU64::new(0)),
             delivered: None,
+            stopped: None,
         });
     }
 
-    fn active(&self) -> usize {
-        self.slots.iter().filter(|s| !s.share.dropped).count()
+    /// Adds peers that appeared with the same manifest since the start, and
+    /// tells the machine what known partial peers now hold.
+    fn follow_sources(&mut self) {
+        let state = self.job.peers.borrow().clone();
+        for index in 0..self.slots.len() {
+            if !state.peers.contains_key(&self.slots[index].source.id) {
+                self.machine
+                    .drop_peer(index, "it left the LAN (its connection ended)".to_owned());
+            }
+        }
+        let digest = self.partial.digest;
+        for source in sources(&state, &self.job.game, self.version, Some(digest)) {
+            match self.slots.iter().position(|s| s.source.id == source.id) {
+                None => self.add_source(source),
+                Some(index) if self.slots[index].source.revision != source.revision => {
+                    let (have, fetching) = match &source.partial {
+                        Some(p) => (Some(p.have.clone()), Some(p.fetching.clone())),
+                        None => (None, None),
+                    };
+                    self.machine.peer_announced(index, have, fetching);
+                    self.slots[index].source.revision = source.revision;
+                    self.slots[index].source.partial = source.partial;
+                }
+                Some(_) => {}
+            }
+        }
     }
 
-    fn fill(&mut self) {
-        let now = Instant::now();
-        for peer in 0..self.slots.len() {
-            while !self.slots[peer].share.dropped && self.slots[peer].in_flight < REQUESTS_PER_PEER
-            {
-                let (slots, tags, plan) = (&self.slots, &self.tags, &self.plan);
-                let next = self.scheduler.next_for_where(&peer, |chunk, holders| {
-                    let len = plan.chunks[chunk].len;
-                    let stealer = &slots[peer];
-                    let holders: Vec<(Option<f64>, Duration)> = holders
-                        .iter()
-                        .map(|h| {
-                            let asked = tags.get(&(*h, chunk)).map_or(now, |t| t.asked);
-                            let holder = &slots[*h];
-                            (
-                                holder.rate.request_secs(len, holder.in_flight.max(1)),
-                                now.saturating_duration_since(asked),
-                            )
-                        })
-                        .collect();
-                    worth_stealing(
-                        stealer.rate.request_secs(len, stealer.in_flight + 1),
-                        &holders,
-                    )
-                });
-                let Some(chunk) = next else {
-                    break;
-                };
-                if self.tags.keys().any(|(_, c)| *c == chunk) {
-                    self.second_copies += 1;
-                }
-                let chunk_ref: ChunkRef = self.plan.chunks[chunk].clone();
+    fn perform(&mut self, action: Action) -> Option<DownloadError> {
+        match action {
+            Action::Request {
+                id,
+                peer,
+                chunk,
+                swarm,
+            } => {
+                let chunk_ref = self.plan.chunks[chunk].clone();
                 let path = self.plan.path(self.manifest, chunk).to_string();
                 let client = self.slots[peer].source.client.clone();
+                let received = self.slots[peer].received.clone();
                 let (game, version) = (self.job.game.clone(), self.version.clone());
                 let handle = self.requests.spawn(async move {
-                    let request =
-                        client.chunk(&game, &version, &path, chunk_ref.offset, chunk_ref.len);
-                    let result = match tokio::time::timeout(CHUNK_TIMEOUT, request).await {
-                        Err(_) => Err(FetchError::Timeout),
-                        Ok(Err(err)) => Err(FetchError::Client(err)),
-                        Ok(Ok(bytes)) if Blake3Hash::of(&bytes) != chunk_ref.hash => {
-                            Err(FetchError::BadHash)
-                        }
-                        Ok(Ok(bytes)) => Ok(bytes),
+                    let ask = ChunkAsk {
+                        game: &game,
+                        version: &version,
+                        path: &path,
+                        offset: chunk_ref.offset,
+                        len: chunk_ref.len,
+                        swarm,
                     };
-                    (peer, chunk, result)
+                    let result = match client.chunk(&ask, &received).await {
+                        Err(err) => Err(failure(err)),
+                        Ok(bytes) => {
+                            // Hashing a chunk is a millisecond of CPU: off
+                            // the async threads.
+                            let expected = chunk_ref.hash;
+                            match tokio::task::spawn_blocking(move || {
+                                (Blake3Hash::of(&bytes) == expected, bytes)
+                            })
+                            .await
+                            {
+                                Ok((true, bytes)) => Ok(bytes),
+                                Ok((false, _)) => Err(Failure::BadHash),
+                                Err(err) => Err(Failure::Broken(err.to_string())),
+                            }
+                        }
+                    };
+                    (id, result)
                 });
-                self.slots[peer].in_flight += 1;
-                let tag = Tag {
-                    handle,
-                    asked: Instant::now(),
-                    sharing: self.slots[peer].in_flight,
+                self.handles.insert(id, handle);
+            }
+            Action::Cancel { id } => {
+                if let Some(handle) = self.handles.remove(&id) {
+                    handle.abort();
+                }
+            }
+            Action::FlushJournal => {} // handled by the loop, which owns the flush task
+            Action::DropPeer { peer, reason } => {
+                let slot = &mut self.slots[peer];
+                tracing::warn!(peer = %slot.source.name, "dropped: {reason}");
+                slot.share.dropped = true;
+                slot.share.reason = Some(reason);
+            }
+            Action::GiveUp { reason } => {
+                let reasons = self
+                    .slots
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}: {}",
+                            s.source.name,
+                            s.share
+                                .reason
+                                .clone()
+                                .unwrap_or_else(|| "holds none of the missing chunks".into())
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                let reasons = if reasons.is_empty() {
+                    reason
+                } else {
+                    reasons.join("; ")
                 };
-                self.tags.insert((peer, chunk), tag);
+                return Some(DownloadError::AllPeersLost { reasons });
             }
         }
+        None
     }
 
-    fn drop_peer(&mut self, peer: usize, reason: String) {
-        let slot = &mut self.slots[peer];
-        if slot.share.dropped {
-            return;
-        }
-        tracing::warn!(peer = %slot.source.name, "dropped: {reason}");
-        slot.share.dropped = true;
-        slot.share.reason = Some(reason);
-        slot.in_flight = 0;
-        let theirs: Vec<(usize, usize)> = self
-            .tags
-            .keys()
-            .filter(|(p, _)| *p == peer)
-            .copied()
-            .collect();
-        for key in theirs {
-            if let Some(tag) = self.tags.remove(&key) {
-                tag.handle.abort();
-            }
-            self.scheduler.failed(key.1, &peer);
-        }
-    }
-
-    /// Adds peers that appeared with the same manifest since the start.
-    fn pick_up_new_sources(&mut self) {
-        let state = self.job.peers.borrow().clone();
-        let known: BTreeSet<String> = self.slots.iter().map(|s| s.source.id.clone()).collect();
-        for source in sources(
-            &state,
-            &self.job.game,
-            self.version,
-            Some(self.manifest.digest()),
-        ) {
-            if !known.contains(&source.id) {
-                self.add_source(source);
-            }
-        }
-    }
-
-    fn on_fetched(&mut self, peer: usize, chunk: usize, result: Result<Vec<u8>, FetchError>) {
-        // A request whose tag is gone was already written off: aborted as a
-        // duplicate, or its peer dropped. It may still finish before the
-        // abort lands; its result must not be counted a second time.
-        let Some(tag) = self.tags.remove(&(peer, chunk)) else {
-            return;
+    fn on_fetched(&mut self, id: RequestId, result: Result<Vec<u8>, Failure>) {
+        self.handles.remove(&id);
+        let Some((peer, chunk)) = self.machine.request(id) else {
+            return; // written off already (a duplicate, or its peer dropped)
         };
-        if self.slots[peer].share.dropped {
-            return;
-        }
-        self.slots[peer].in_flight = self.slots[peer].in_flight.saturating_sub(1);
+        let now = Instant::now();
         let bytes = match result {
             Ok(bytes) => bytes,
-            Err(err) => {
-                self.scheduler.failed(chunk, &peer);
-                self.drop_peer(peer, err.reason());
+            Err(failure) => {
+                if let Failure::Stopped(reason) = &failure {
+                    self.slots[peer].stopped = Some(reason.clone());
+                }
+                self.machine.failed(id, failure, now);
                 return;
             }
         };
-        let slot = &mut self.slots[peer];
-        slot.rate
-            .observe(bytes.len() as u64, tag.sharing, tag.asked.elapsed());
-        let now = Instant::now();
-        slot.delivered = Some(slot.delivered.map_or((now, now), |(first, _)| (first, now)));
-        if let Completion::First { others } = self.scheduler.completed(chunk, &peer) {
-            for other in others {
-                if let Some(tag) = self.tags.remove(&(other, chunk)) {
-                    tag.handle.abort();
-                    self.slots[other].in_flight = self.slots[other].in_flight.saturating_sub(1);
-                }
-            }
+        if self.machine.delivered(id, now) == Delivery::First {
+            let slot = &mut self.slots[peer];
+            slot.delivered = Some(slot.delivered.map_or((now, now), |(first, _)| (first, now)));
             let len = bytes.len() as u64;
-            self.slots[peer].share.bytes += len;
+            slot.share.bytes += len;
             self.fetched_chunks += 1;
             self.fetched_bytes += len;
             let file = self.files[self.plan.chunks[chunk].file].clone();
@@ -645,6 +672,15 @@ impl Fetch<'_> {
         })
     }
 
+    /// Publishes what this download holds and fetches to the other PCs.
+    fn announce(&self) {
+        self.job.partials.update(
+            self.partial,
+            self.machine.written_map(),
+            self.machine.fetching_map(),
+        );
+    }
+
     async fn run(
         &mut self,
         journal: &mut Journal,
@@ -654,36 +690,28 @@ impl Fetch<'_> {
         let started = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         let mut meter = SpeedMeter::new(Duration::from_secs(3));
-        let mut journal_dirty = false;
-        let mut last_journal = Instant::now();
         let mut flushing: Option<tokio::task::JoinHandle<Result<(), DownloadError>>> = None;
-        let mut lost_since: Option<Instant> = None;
+        self.announce();
         let result = loop {
-            if self.scheduler.is_finished() && self.writes.is_empty() {
+            if self.machine.is_finished() && self.writes.is_empty() {
                 break Ok(());
             }
-            if self.writes.len() < MAX_QUEUED_WRITES {
-                self.fill();
+            let now = Instant::now();
+            for (peer, slot) in self.slots.iter().enumerate() {
+                self.machine
+                    .peer_received(peer, slot.received.load(Ordering::Relaxed), now);
             }
-            if self.active() == 0 && self.requests.is_empty() && !self.scheduler.is_finished() {
-                let since = *lost_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= LOST_GRACE {
-                    let reasons = self
-                        .slots
-                        .iter()
-                        .map(|s| {
-                            format!(
-                                "{}: {}",
-                                s.source.name,
-                                s.share.reason.clone().unwrap_or_default()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    break Err(DownloadError::AllPeersLost { reasons });
+            let mut failed = None;
+            for action in self.machine.poll(now) {
+                if action == Action::FlushJournal {
+                    journal.verified.clone_from(self.machine.written_map());
+                    flushing = Some(self.flush_journal(journal));
+                } else if let Some(err) = self.perform(action) {
+                    failed = Some(err);
                 }
-            } else {
-                lost_since = None;
+            }
+            if let Some(err) = failed {
+                break Err(err);
             }
             tokio::select! {
                 biased;
@@ -691,8 +719,7 @@ impl Fetch<'_> {
                 Some(written) = self.writes.join_next(), if !self.writes.is_empty() => {
                     match written {
                         Ok((chunk, Ok(()))) => {
-                            journal.set(chunk);
-                            journal_dirty = true;
+                            self.machine.chunk_written(chunk);
                             progress.done_bytes += self.plan.chunks[chunk].len;
                         }
                         Ok((_, Err(err))) => break Err(DownloadError::Io(err.to_string())),
@@ -700,9 +727,9 @@ impl Fetch<'_> {
                     }
                 }
                 Some(fetched) = self.requests.join_next(), if !self.requests.is_empty() => {
-                    // Aborted duplicates end as cancelled join errors: nothing to do.
-                    if let Ok((peer, chunk, result)) = fetched {
-                        self.on_fetched(peer, chunk, result);
+                    // Aborted requests end as cancelled join errors: nothing to do.
+                    if let Ok((id, result)) = fetched {
+                        self.on_fetched(id, result);
                     }
                 }
                 flushed = async {
@@ -712,6 +739,7 @@ impl Fetch<'_> {
                     }
                 }, if flushing.is_some() => {
                     flushing = None;
+                    self.machine.journal_flushed(Instant::now());
                     match flushed {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => break Err(err),
@@ -719,12 +747,8 @@ impl Fetch<'_> {
                     }
                 }
                 _ = tick.tick() => {
-                    self.pick_up_new_sources();
-                    if journal_dirty && flushing.is_none() && last_journal.elapsed() >= JOURNAL_EVERY {
-                        flushing = Some(self.flush_journal(journal));
-                        journal_dirty = false;
-                        last_journal = Instant::now();
-                    }
+                    self.follow_sources();
+                    self.announce();
                     progress.bytes_per_sec = meter.record(Instant::now(), progress.done_bytes);
                     let left = progress.total_bytes.saturating_sub(progress.done_bytes);
                     progress.eta_secs = (progress.bytes_per_sec > 1.0)
@@ -738,15 +762,15 @@ impl Fetch<'_> {
         // Writes already under way finish; what they wrote counts.
         while let Some(written) = self.writes.join_next().await {
             if let Ok((chunk, Ok(()))) = written {
-                journal.set(chunk);
-                journal_dirty = true;
+                self.machine.chunk_written(chunk);
             }
         }
         // Whatever happened, keep what was verified for a resume.
         if let Some(flush) = flushing {
             let _ = flush.await;
         }
-        if journal_dirty {
+        if self.machine.final_flush() {
+            journal.verified.clone_from(self.machine.written_map());
             let _ = self.flush_journal(journal).await;
         }
         result?;
@@ -755,7 +779,7 @@ impl Fetch<'_> {
         let ended = started.elapsed();
         tracing::info!(
             chunks = self.fetched_chunks,
-            second_copies = self.second_copies,
+            second_copies = self.machine.second_copies(),
             seconds = ended.as_secs_f64(),
             "fetch done"
         );
@@ -787,10 +811,20 @@ impl Fetch<'_> {
         Ok((shares, self.fetched_chunks, self.fetched_bytes))
     }
 
+    /// Each peer's part; one that stopped serving the game and has not
+    /// come back counts as dropped, with its reason.
     fn shares(&self, not_used: &[PeerShare]) -> Vec<PeerShare> {
         self.slots
             .iter()
-            .map(|s| s.share.clone())
+            .enumerate()
+            .map(|(i, s)| {
+                let mut share = s.share.clone();
+                if !share.dropped && self.machine.is_stopped(i) {
+                    share.dropped = true;
+                    share.reason = s.stopped.clone();
+                }
+                share
+            })
             .chain(not_used.iter().cloned())
             .collect()
     }

@@ -12,9 +12,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use lanspread_core::download::{ChunkPlan, HaveMap};
 use lanspread_core::layout::INTERNAL_PREFIX;
 use lanspread_core::manifest::Manifest;
-use lanspread_core::schedule::ChunkPlan;
 use lanspread_core::{Blake3Hash, GameId, GameVersion, Store};
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +25,8 @@ use crate::platform::read_exact_at;
 pub struct Journal {
     pub version: GameVersion,
     pub manifest_digest: Blake3Hash,
-    /// One bit per chunk of the plan, set when verified and written.
-    pub verified: Vec<u8>,
+    /// The chunks of the plan verified and written.
+    pub verified: HaveMap,
 }
 
 impl Journal {
@@ -34,24 +34,8 @@ impl Journal {
         Self {
             version: manifest.version.clone(),
             manifest_digest: manifest.digest(),
-            verified: vec![0; chunks.div_ceil(8)],
+            verified: HaveMap::empty(chunks),
         }
-    }
-
-    pub fn is_set(&self, chunk: usize) -> bool {
-        self.verified
-            .get(chunk / 8)
-            .is_some_and(|byte| byte & (1 << (chunk % 8)) != 0)
-    }
-
-    pub fn set(&mut self, chunk: usize) {
-        if let Some(byte) = self.verified.get_mut(chunk / 8) {
-            *byte |= 1 << (chunk % 8);
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.verified.iter().map(|b| b.count_ones() as usize).sum()
     }
 }
 
@@ -91,14 +75,11 @@ pub fn open_staging(
 ) -> std::io::Result<(Staging, Journal, Resumed)> {
     let dir = staging_dir(games_dir, &manifest.game);
     let digest = manifest.digest();
-    let previous: Option<Journal> =
-        store
-            .journal(manifest.game.as_str())
-            .ok()
-            .flatten()
-            .filter(|j: &Journal| {
-                j.manifest_digest == digest && j.verified.len() == plan.len().div_ceil(8)
-            });
+    let previous: Option<Journal> = store
+        .journal(manifest.game.as_str())
+        .ok()
+        .flatten()
+        .filter(|j: &Journal| j.manifest_digest == digest && j.verified.fits(plan.len()));
     let resuming = previous.is_some() && dir.is_dir();
     if !resuming && dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -126,14 +107,14 @@ pub fn open_staging(
         files.push(Arc::new(file));
     }
     let mut resumed = Resumed {
-        journaled: journal.count(),
+        journaled: journal.verified.count(),
         rescued: 0,
     };
     if resuming {
         let mut buffer = vec![0u8; manifest.chunk_len_bytes as usize];
         let mut zero_hashes = std::collections::HashMap::new();
         for (index, chunk) in plan.chunks.iter().enumerate() {
-            if journal.is_set(index) {
+            if journal.verified.has(index) {
                 continue;
             }
             let data = &mut buffer[..chunk.len as usize];
@@ -149,7 +130,7 @@ pub fn open_staging(
                 }
             }
             if Blake3Hash::of(data) == chunk.hash {
-                journal.set(index);
+                journal.verified.set(index);
                 resumed.rescued += 1;
             }
         }
