@@ -36,7 +36,12 @@ struct Party {
 impl Party {
     fn new(hosts: usize) -> Option<Self> {
         let lab = Lab::new(hosts)?;
-        let root = tempfile::tempdir().unwrap();
+        let mut root = tempfile::tempdir().unwrap();
+        // LANSPREAD_LAB_KEEP=1 keeps every host's folders (logs included).
+        if std::env::var("LANSPREAD_LAB_KEEP").is_ok_and(|v| v == "1") {
+            root.disable_cleanup(true);
+            eprintln!("lab folders kept in {}", root.path().display());
+        }
         for host in 0..hosts {
             std::fs::create_dir_all(root.path().join(format!("h{host}/games"))).unwrap();
         }
@@ -45,6 +50,17 @@ impl Party {
             root,
             served: vec![None; hosts],
         })
+    }
+
+    /// Where `host`'s `serve` logs: `h<host>/serve.log` when the lab's
+    /// folders are kept (LANSPREAD_LAB_KEEP=1), else nowhere.
+    fn log(&self, host: usize) -> Stdio {
+        if std::env::var("LANSPREAD_LAB_KEEP").is_ok_and(|v| v == "1") {
+            let path = self.root.path().join(format!("h{host}/serve.log"));
+            std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
+        } else {
+            Stdio::null()
+        }
     }
 
     fn data(&self, host: usize) -> PathBuf {
@@ -65,7 +81,7 @@ impl Party {
             .arg(self.games(host))
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(self.log(host));
         self.served[host] = Some(self.lab.spawn(cmd).unwrap());
     }
 
@@ -503,4 +519,142 @@ fn a_peer_updating_a_game_others_download_from_it() {
         );
         same_game(&party.games(1), &party.games(host));
     }
+}
+
+/// What a swarm of `downloaders` PCs fetching one game at once did.
+struct SwarmRun {
+    /// The slowest download, whole, as `get` reported it.
+    slowest_secs: f64,
+    /// What the seeder (h0) sent onto the LAN, in game sizes.
+    seeder_share: f64,
+    /// Verified bytes the downloaders took from each other.
+    from_partials: u64,
+}
+
+/// Every host in `hosts` runs `get ut2004` at once; all must succeed with
+/// the seeder's bytes, except `leaver`, whose PC is killed once its
+/// download is 30 % in.
+fn swarm(party: &Party, hosts: &[usize], game_bytes: u64, leaver: Option<usize>) -> SwarmRun {
+    let before = party.lab.sent(0).unwrap();
+    let gets: Vec<_> = hosts
+        .iter()
+        .map(|&h| party.start_get(h, "ut2004"))
+        .collect();
+    if let Some(host) = leaver {
+        party.wait_for_progress(host, 30);
+        let pid = party.lab.child_id(party.served[host].unwrap());
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+    let mut run = SwarmRun {
+        slowest_secs: 0.0,
+        seeder_share: 0.0,
+        from_partials: 0,
+    };
+    let seeder_ip = format!("{}:", party.lab.hosts[0].ip);
+    for (get, &host) in gets.into_iter().zip(hosts) {
+        let out = get.join().unwrap();
+        if !out.status.success() {
+            // The PC taken away mid-swarm.
+            assert!(
+                leaver == Some(host),
+                "get in h{host}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        }
+        let report = common::last_json_line(&out.stdout);
+        run.slowest_secs = run.slowest_secs.max(report["seconds"].as_f64().unwrap());
+        for peer in report["peers"].as_array().unwrap() {
+            if !peer["addr"].as_str().unwrap().starts_with(&seeder_ip) {
+                run.from_partials += peer["bytes"].as_u64().unwrap();
+            }
+        }
+        same_game(&party.games(0), &party.games(host));
+    }
+    let sent = party.lab.sent(0).unwrap().since(before).bytes;
+    run.seeder_share = sent as f64 / game_bytes as f64;
+    run
+}
+
+#[test]
+fn fifteen_pcs_fetch_one_game_at_once_from_one_seeder() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut party) = Party::new(16) else {
+        return;
+    };
+    let mib = 64;
+    seed(&party, &[0], mib, &catalog_version());
+    for host in 0..16 {
+        party.lab.shape(host, 50).unwrap();
+        party.serve(host, &[]);
+    }
+    let seeder = vec!["h0".to_owned()];
+    for host in 1..16 {
+        party.wait_for_sources(host, &seeder);
+    }
+    // One download alone, on the same lab: the yardstick.
+    let alone = party.get(1, "ut2004")["seconds"].as_f64().unwrap();
+    assert!(party.run(1, &["remove", "ut2004"]).status.success());
+    let hosts: Vec<usize> = (1..16).collect();
+    let run = swarm(&party, &hosts, (mib * MIB) as u64, None);
+    eprintln!(
+        "15 at once: the last took {:.1} s, one alone {alone:.1} s ({:.2}x); the seeder sent {:.2}x the game; {} MiB came from partial peers",
+        run.slowest_secs,
+        run.slowest_secs / alone,
+        run.seeder_share,
+        run.from_partials / MIB as u64
+    );
+    assert!(
+        run.slowest_secs <= 2.0 * alone,
+        "the last of 15 took {:.1} s, one alone {alone:.1} s",
+        run.slowest_secs
+    );
+    assert!(
+        run.seeder_share <= 2.0,
+        "the seeder sent {:.2}x the game",
+        run.seeder_share
+    );
+    assert!(run.from_partials > 0, "the downloaders shared nothing");
+}
+
+#[test]
+fn a_party_that_typed_only_the_seeders_address_swarms_and_survives_a_leaver() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut party) = Party::new(16) else {
+        return;
+    };
+    let mib = 64;
+    seed(&party, &[0], mib, &catalog_version());
+    let seeder_addr = format!("{}:4747", party.lab.hosts[0].ip);
+    party.lab.shape(0, 50).unwrap();
+    party.serve(0, &["--no-discovery"]);
+    for host in 1..16 {
+        party.lab.shape(host, 50).unwrap();
+        party.serve(host, &["--no-discovery", "--peer", &seeder_addr]);
+    }
+    // Everyone finds everyone through the seeder: it follows who connects
+    // to it and tells each of the others.
+    eventually(Duration::from_secs(30), || {
+        (1..16)
+            .all(|host| party.peer_names(host).len() >= 15)
+            .then_some(())
+    });
+    assert!(
+        party.peer_names(0).len() >= 15,
+        "the seeder lists who connected to it"
+    );
+    let hosts: Vec<usize> = (1..16).collect();
+    // One PC leaves mid-swarm, with what it had verified.
+    let run = swarm(&party, &hosts, (mib * MIB) as u64, Some(15));
+    eprintln!(
+        "typed address only: the last took {:.1} s; the seeder sent {:.2}x the game; {} MiB came from partial peers",
+        run.slowest_secs,
+        run.seeder_share,
+        run.from_partials / MIB as u64
+    );
+    assert!(run.from_partials > 0, "the downloaders shared nothing");
 }

@@ -25,7 +25,7 @@
 //!   among partial peers (downloaders that serve what they verified). A
 //!   whole peer (a seeder) is asked for chunks no partial peer has; a chunk
 //!   partial peers have is left to them unless the seeder would deliver it
-//!   at least twice as fast.
+//!   at least [`SEEDER_EDGE`] times as fast.
 //! - With nothing left to ask, a peer may ask for a chunk already in flight
 //!   elsewhere, when its copy would likely arrive first ([`worth_stealing`]);
 //!   at most [`MAX_COPIES`] requests per chunk. The first verified copy wins.
@@ -63,6 +63,10 @@ pub const STALL_AFTER: Duration = Duration::from_secs(10);
 pub const MAX_QUEUED_WRITES: usize = 16;
 /// How often the journal is flushed while chunks are being written.
 pub const JOURNAL_EVERY: Duration = Duration::from_secs(1);
+/// How much faster than every partial peer holding a chunk a seeder must
+/// be to be asked for it (rate estimates are noisy; at 2 a crowded seeder
+/// kept taking chunks the party already had).
+pub const SEEDER_EDGE: f64 = 4.0;
 /// How long a chunk a seeder refused as sent elsewhere is not asked of it
 /// again (the PC it went to announces it within a second or so).
 pub const DEFER_AFTER_SENT_ELSEWHERE: Duration = Duration::from_secs(5);
@@ -236,23 +240,45 @@ impl PeerRate {
     }
 }
 
+/// A holder whose peer delivered no byte for this long is not counted on.
+pub const QUIET_HOLDER: Duration = Duration::from_secs(2);
+
+/// One request a stealer would race: how long it takes at its peer's rate
+/// and load (once known), how long ago it was asked, and how long ago its
+/// peer last delivered a byte.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder {
+    pub expected_secs: Option<f64>,
+    pub asked_ago: Duration,
+    pub quiet_for: Duration,
+}
+
+impl Holder {
+    /// Whether its copy can be waited for: its peer is delivering, and the
+    /// request is not overdue (twice its expected time).
+    fn counted_on(&self) -> bool {
+        self.quiet_for < QUIET_HOLDER
+            && self
+                .expected_secs
+                .is_none_or(|expected| self.asked_ago.as_secs_f64() <= 2.0 * expected)
+    }
+}
+
 /// Whether a second copy of a chunk, which the stealer would deliver in
-/// `stealer_secs`, would likely arrive before the copy already asked of
-/// `holders` (each: how long that request takes at the holder's rate and
-/// load, and how long ago it was asked). A holder that is overdue (twice
-/// its expected time) or has never delivered is not counted on. A stealer
-/// with no rate yet steals (a new peer's speed is learnt from its first
-/// requests). Between peers of one speed this steals only at the very end,
-/// where an idle peer beats the tail of a busy one.
-pub fn worth_stealing(stealer_secs: Option<f64>, holders: &[(Option<f64>, Duration)]) -> bool {
-    let Some(stealer_secs) = stealer_secs else {
-        return true;
-    };
-    holders.iter().all(|(holder_secs, asked_ago)| {
-        let asked_ago = asked_ago.as_secs_f64();
-        match holder_secs {
-            Some(expected) if asked_ago <= 2.0 * expected => expected - asked_ago > stealer_secs,
-            _ => true,
+/// `stealer_secs`, would likely arrive before the copies already asked of
+/// `holders`. A holder not counted on ([`Holder::counted_on`]) is raced by
+/// anyone. A stealer whose speed is unknown races no one else: with fifteen
+/// new peers at once, stealing on a guess doubled the bytes on the wire.
+/// Between peers of one speed this steals only at the very end, where an
+/// idle peer beats the tail of a busy one.
+pub fn worth_stealing(stealer_secs: Option<f64>, holders: &[Holder]) -> bool {
+    holders.iter().all(|holder| {
+        if !holder.counted_on() {
+            return true;
+        }
+        match (holder.expected_secs, stealer_secs) {
+            (Some(expected), Some(mine)) => expected - holder.asked_ago.as_secs_f64() > mine,
+            _ => false,
         }
     })
 }
@@ -827,7 +853,7 @@ impl DownloadMachine {
     }
 
     /// Whether a whole peer should take `chunk`, which partial peers also
-    /// hold: only if it would deliver it at least twice as fast as every
+    /// hold: only if it would deliver it [`SEEDER_EDGE`] times as fast as every
     /// one of them.
     fn whole_beats_partials(&self, peer: PeerIndex, chunk: usize) -> bool {
         let len = self.lens[chunk];
@@ -838,7 +864,7 @@ impl DownloadMachine {
             !(p.status == PeerStatus::Active && p.is_partial() && p.holds(chunk))
                 || self
                     .expected_secs(other, len)
-                    .is_some_and(|theirs| mine * 2.0 < theirs)
+                    .is_some_and(|theirs| mine * SEEDER_EDGE < theirs)
         })
     }
 
@@ -881,7 +907,9 @@ impl DownloadMachine {
             return Some(chunk);
         }
         let (_, chunk) = best?;
-        if p.is_partial() || self.whole_beats_partials(peer, chunk) {
+        // A whole peer of unknown speed gets one request to learn it.
+        let probe = p.rate.bytes_per_sec().is_none() && p.in_flight == 0;
+        if p.is_partial() || probe || self.whole_beats_partials(peer, chunk) {
             Some(chunk)
         } else {
             None
@@ -910,17 +938,30 @@ impl DownloadMachine {
                 continue;
             }
             let len = self.lens[chunk];
-            let holders: Vec<(Option<f64>, Duration)> = holders
+            let holders: Vec<Holder> = holders
                 .iter()
                 .map(|r| {
                     let holder = &self.peers[r.peer];
-                    (
-                        holder.rate.request_secs(len, holder.in_flight.max(1)),
-                        now.saturating_duration_since(r.asked),
-                    )
+                    Holder {
+                        expected_secs: holder.rate.request_secs(len, holder.in_flight.max(1)),
+                        asked_ago: now.saturating_duration_since(r.asked),
+                        quiet_for: now.saturating_duration_since(holder.progress_at),
+                    }
                 })
                 .collect();
-            if worth_stealing(self.expected_secs(peer, len), &holders) {
+            let swarming_seeder = !p.is_partial()
+                && self
+                    .peers
+                    .iter()
+                    .any(|q| q.status == PeerStatus::Active && q.is_partial());
+            // With partial peers about, a seeder's upload is kept for chunks
+            // the party lacks: it only rescues copies not counted on.
+            let worth = if swarming_seeder {
+                holders.iter().all(|h| !h.counted_on())
+            } else {
+                worth_stealing(self.expected_secs(peer, len), &holders)
+            };
+            if worth {
                 return Some(chunk);
             }
         }

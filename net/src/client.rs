@@ -60,6 +60,8 @@ pub struct LibraryAnswer {
     pub revision: u64,
     pub games: Vec<AnnouncedGame>,
     pub catalog_fingerprint: [u8; 32],
+    /// Addresses of the peers it follows (peer exchange).
+    pub peers: Vec<SocketAddr>,
 }
 
 /// A connection to one peer.
@@ -132,13 +134,18 @@ impl PeerClient {
                     revision,
                     games,
                     catalog_fingerprint,
+                    mut peers,
                 },
                 _,
-            ) => Ok(LibraryAnswer {
-                revision,
-                games,
-                catalog_fingerprint,
-            }),
+            ) => {
+                peers.truncate(proto::MAX_EXCHANGED_PEERS);
+                Ok(LibraryAnswer {
+                    revision,
+                    games,
+                    catalog_fingerprint,
+                    peers,
+                })
+            }
             (other, _) => Err(ClientError::Unexpected(kind(&other))),
         }
     }

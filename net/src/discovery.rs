@@ -37,7 +37,25 @@ const RETRY_LAST: Duration = Duration::from_secs(8);
 pub enum PeerSource {
     Manual,
     Mdns,
+    /// It connected to us and said hello.
+    Inbound,
+    /// Another peer told us its address (peer exchange).
+    Exchange,
 }
+
+impl PeerSource {
+    /// Typed in or announced on the LAN: followed until told otherwise. A
+    /// peer we only heard of is dropped after a few failed attempts.
+    fn is_sticky(self) -> bool {
+        matches!(self, Self::Manual | Self::Mdns)
+    }
+}
+
+/// Most addresses followed at once (sessions and their retries); addresses
+/// heard of (inbound, exchanged) are not followed beyond it.
+pub const MAX_FOLLOWED: usize = 256;
+/// Failed attempts after which an address only heard of is given up.
+const HEARD_OF_ATTEMPTS: u32 = 3;
 
 /// A peer in the table.
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +148,13 @@ impl PeerDirectory {
         Ok(addr)
     }
 
+    /// A peer that connected to us, or that another peer told us of:
+    /// followed while it answers, given up after a few failed attempts, or
+    /// at once when it is already in the table through another address.
+    pub fn add_heard_of(&self, addr: SocketAddr, source: PeerSource) {
+        self.follow(addr, source);
+    }
+
     /// A peer announced over mDNS: followed, and reconnected after a lost
     /// connection (a cable pulled and plugged back), until its announcement
     /// goes away ([`PeerDirectory::forget`]) or shutdown.
@@ -140,7 +165,7 @@ impl PeerDirectory {
     /// One task per address: a session, and after it ends another attempt,
     /// backing off from 1 s to 8 s while the peer cannot be reached.
     fn follow(&self, addr: SocketAddr, source: PeerSource) {
-        let Some(token) = self.claim(addr) else {
+        let Some(token) = self.claim(addr, source) else {
             return;
         };
         let this = self.clone();
@@ -148,6 +173,7 @@ impl PeerDirectory {
         self.inner.tasks.spawn(
             async move {
                 let mut pause = RETRY_FIRST;
+                let mut failures = 0;
                 loop {
                     let started = std::time::Instant::now();
                     match this.run_session(addr, source, &token).await {
@@ -156,8 +182,18 @@ impl PeerDirectory {
                             break;
                         }
                         SessionEnd::Shutdown => break,
+                        SessionEnd::Duplicate if !source.is_sticky() => break,
                         SessionEnd::Duplicate => {}
-                        SessionEnd::Failed(err) => tracing::debug!("{err}"),
+                        SessionEnd::Failed(err) => {
+                            tracing::debug!("{err}");
+                            failures += 1;
+                            if !source.is_sticky() && failures >= HEARD_OF_ATTEMPTS {
+                                break;
+                            }
+                        }
+                    }
+                    if started.elapsed() > RETRY_LAST {
+                        failures = 0;
                     }
                     // A session that lasted a while was a real connection:
                     // try again soon. Repeated failures back off.
@@ -190,13 +226,16 @@ impl PeerDirectory {
         }
     }
 
-    fn claim(&self, addr: SocketAddr) -> Option<CancellationToken> {
+    fn claim(&self, addr: SocketAddr, source: PeerSource) -> Option<CancellationToken> {
         let mut sessions = self
             .inner
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if sessions.contains_key(&addr) || self.inner.shutdown.is_cancelled() {
+        if sessions.contains_key(&addr)
+            || self.inner.shutdown.is_cancelled()
+            || (!source.is_sticky() && sessions.len() >= MAX_FOLLOWED)
+        {
             return None;
         }
         let token = self.inner.shutdown.child_token();
@@ -311,6 +350,11 @@ impl PeerDirectory {
             };
             let changed = revision != Some(answer.revision);
             revision = Some(answer.revision);
+            if changed {
+                for addr in &answer.peers {
+                    self.add_heard_of(*addr, PeerSource::Exchange);
+                }
+            }
             let ours = self.our_fingerprint();
             self.inner.state.send_if_modified(|state| {
                 let Some(peer) = state.peers.get_mut(id) else {

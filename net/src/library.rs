@@ -20,11 +20,13 @@ use crate::swarm::PartialGame;
 /// The library as peers see it, and the manifests behind it.
 #[derive(Debug, Clone, Default)]
 pub struct LibrarySnapshot {
-    /// Bumped whenever `games` or `catalog_fingerprint` changes.
+    /// Bumped whenever `games`, `catalog_fingerprint` or `peers` changes.
     pub revision: u64,
     pub games: Vec<AnnouncedGame>,
     /// The catalog the list was made against.
     pub catalog_fingerprint: [u8; 32],
+    /// Addresses of the peers this PC follows, for peer exchange.
+    pub peers: Vec<std::net::SocketAddr>,
     /// Manifests of the shareable games, including active ones (they are
     /// left out of `games`, and serving refuses them through the guards).
     pub manifests: BTreeMap<GameId, Arc<Manifest>>,

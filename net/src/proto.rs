@@ -31,6 +31,8 @@ pub const MAX_RESPONSE_FRAME_BYTES: u32 = 1024 * 1024;
 pub const MAX_MANIFEST_FRAME_BYTES: u32 = 48 * 1024 * 1024;
 /// Largest byte range one chunk request may ask for.
 pub const MAX_CHUNK_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
+/// Most peer addresses one library answer carries.
+pub const MAX_EXCHANGED_PEERS: usize = 64;
 /// Longest display name carried in hello.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -171,6 +173,10 @@ pub enum Response {
         games: Vec<AnnouncedGame>,
         /// The serving PC's catalog now (it may load another while running).
         catalog_fingerprint: [u8; 32],
+        /// Peer exchange: addresses of the peers this PC follows and that
+        /// answered it (at most [`MAX_EXCHANGED_PEERS`]), so one typed
+        /// address is enough to find the whole party without multicast.
+        peers: Vec<std::net::SocketAddr>,
     },
     Manifest(Box<Manifest>),
     /// `len` raw bytes follow on the stream.

@@ -468,6 +468,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
     });
     let (library_tx, library_rx) = watch::channel(LibrarySnapshot::default());
     let partials = PartialShares::default();
+    let (inbound_tx, mut inbound_rx) = mpsc::channel::<SocketAddr>(64);
     let context = Arc::new(ServeContext {
         games_dir: config.games_dir.clone(),
         upload_limit: config
@@ -480,6 +481,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         hello: hello.clone(),
         partials: partials.clone(),
         recent: crate::swarm::RecentSends::default(),
+        inbound: inbound_tx,
     });
 
     let control = match (&config.data_dir, &lock) {
@@ -518,6 +520,23 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         tasks.spawn(async move {
             if let Err(err) = run_mdns(discovery, hello, directory, token).await {
                 tracing::warn!("mDNS discovery is off: {err}");
+            }
+        });
+    }
+    {
+        // A PC that connects to us becomes a peer we follow.
+        let directory = directory.clone();
+        let token = shutdown.child_token();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => break,
+                    addr = inbound_rx.recv() => match addr {
+                        Some(addr) => directory.add_heard_of(addr, crate::discovery::PeerSource::Inbound),
+                        None => break,
+                    },
+                }
             }
         });
     }
@@ -674,6 +693,7 @@ async fn keep_library(
     let inputs = Arc::new(inputs);
     let mut active_updates = inputs.transfers.subscribe();
     let mut partial_updates = inputs.partials.subscribe();
+    let mut peer_updates = state.subscribe();
     let mut announced_at;
     let mut manifests = BTreeMap::new();
     let mut timer = tokio::time::interval(RESCAN_INTERVAL);
@@ -730,6 +750,13 @@ async fn keep_library(
             changed = active_updates.changed() => {
                 if changed.is_err() { break; }
                 active_updates.borrow_and_update();
+                scan_now = false;
+            }
+            changed = peer_updates.changed() => {
+                if changed.is_err() { break; }
+                // Republished only when the set of peer addresses moved
+                // (publish_library compares); progress changes are ignored.
+                peer_updates.borrow_and_update();
                 scan_now = false;
             }
             changed = partial_updates.changed() => {
@@ -794,14 +821,16 @@ fn publish_library(
     events: &broadcast::Sender<Event>,
 ) {
     let games = LibrarySnapshot::announced(manifests, &partials.all(), &transfers.active_games());
+    let peers = exchanged_peers(&state.borrow());
     let mut bumped = None;
     let mut new_catalog = false;
     library.send_modify(|snapshot| {
         new_catalog = snapshot.catalog_fingerprint != catalog_fingerprint;
-        if snapshot.games != games || new_catalog {
+        if snapshot.games != games || new_catalog || snapshot.peers != peers {
             snapshot.revision += 1;
             snapshot.games = games.clone();
             snapshot.catalog_fingerprint = catalog_fingerprint;
+            snapshot.peers = peers.clone();
             bumped = Some(snapshot.revision);
         }
         snapshot.manifests = manifests.clone();
@@ -821,4 +850,13 @@ fn publish_library(
         state.send_modify(|s| s.local_games = games);
         let _ = events.send(Event::LocalLibraryChanged { revision });
     }
+}
+
+/// The addresses this PC tells others of (peer exchange): the peers in its
+/// table, which answered it, sorted so an unchanged set compares equal.
+fn exchanged_peers(state: &PeerState) -> Vec<SocketAddr> {
+    let mut peers: Vec<SocketAddr> = state.peers.values().map(|p| p.addr).collect();
+    peers.sort_unstable();
+    peers.truncate(crate::proto::MAX_EXCHANGED_PEERS);
+    peers
 }

@@ -72,6 +72,10 @@ pub struct ServeContext {
     pub partials: PartialShares,
     /// Chunks sent lately, for refusing a swarm's duplicate requests.
     pub recent: RecentSends,
+    /// Where a peer that says hello is reported (its serving address), so
+    /// a PC that connects to us becomes a peer we follow. Bounded; a full
+    /// channel drops the report (the peer says hello again on reconnect).
+    pub inbound: tokio::sync::mpsc::Sender<SocketAddr>,
 }
 
 /// Counts connections per remote endpoint; the guard gives the slot back.
@@ -188,9 +192,10 @@ async fn serve_connection(
             Ok(permit) => {
                 let context = context.clone();
                 let token = shutdown.clone();
+                let remote = connection.remote_address();
                 requests.spawn(async move {
                     let _permit = permit;
-                    handle_stream(&context, &mut send, recv, &token).await;
+                    handle_stream(&context, remote, &mut send, recv, &token).await;
                 });
             }
             Err(_) => {
@@ -211,6 +216,7 @@ async fn serve_connection(
 
 async fn handle_stream(
     context: &ServeContext,
+    remote: SocketAddr,
     send: &mut quinn::SendStream,
     mut recv: quinn::RecvStream,
     shutdown: &CancellationToken,
@@ -238,7 +244,12 @@ async fn handle_stream(
     // Nothing more is read from the peer on this stream.
     let _ = recv.stop(VarInt::from_u32(0));
     match request {
-        Request::Hello(_) => {
+        Request::Hello(theirs) => {
+            // Its serving address: the same socket it connected from, at
+            // the port it says it listens on.
+            let _ = context
+                .inbound
+                .try_send(SocketAddr::new(remote.ip(), theirs.listen_port));
             let mut hello = context.hello.clone();
             hello.catalog_fingerprint = *context.catalog.get().fingerprint().as_bytes();
             respond(send, &Response::Hello(hello)).await;
@@ -307,6 +318,12 @@ async fn library_response(
         revision: snapshot.revision,
         games: snapshot.games.clone(),
         catalog_fingerprint: snapshot.catalog_fingerprint,
+        peers: snapshot
+            .peers
+            .iter()
+            .take(proto::MAX_EXCHANGED_PEERS)
+            .copied()
+            .collect(),
     }
 }
 

@@ -231,6 +231,11 @@ impl Lab {
         Ok(self.children.len() - 1)
     }
 
+    /// The process id of the process started as number `index`.
+    pub fn child_id(&self, index: usize) -> u32 {
+        self.children[index].id()
+    }
+
     /// The process started by [`Lab::spawn`] as number `index`.
     pub fn child(&mut self, index: usize) -> &mut Child {
         &mut self.children[index]
@@ -273,6 +278,27 @@ impl Lab {
                 "show",
                 "dev",
                 &port,
+            ])
+            .output()
+            .map_err(|e| format!("tc: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ShaperStats::parse(&text).ok_or_else(|| format!("no shaper statistics in: {text}"))
+    }
+
+    /// What the shaper on `host`'s own `eth0` has passed from `host` onto
+    /// the LAN so far (its upload, every segment with its headers).
+    pub fn sent(&self, host: usize) -> Result<ShaperStats, String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.hosts[host].namespace,
+                "tc",
+                "-s",
+                "qdisc",
+                "show",
+                "dev",
+                "eth0",
             ])
             .output()
             .map_err(|e| format!("tc: {e}"))?;

@@ -137,31 +137,20 @@ fn a_seeder_takes_a_partials_chunk_when_it_is_much_faster() {
     // Two rounds: peers take turns at free places.
     let mut first = requests(&m.poll(t0));
     first.extend(requests(&m.poll(t0)));
-    let to_partial: Vec<usize> = first
-        .iter()
-        .filter(|(_, p, _)| *p == partial)
-        .map(|(_, _, c)| *c)
-        .collect();
-    assert_eq!(to_partial.len(), MIN_WINDOW, "{first:?}");
-    // The seeder, whose speed is unknown, leaves the partial peer's chunks
-    // alone but tries a second copy of one in flight.
-    let stolen: Vec<(RequestId, usize)> = first
-        .iter()
-        .filter(|(_, p, _)| *p == seeder)
-        .map(|(id, _, c)| (*id, *c))
-        .collect();
-    assert!(!stolen.is_empty() && stolen.iter().all(|(_, c)| to_partial.contains(c)));
+    let of = |asked: &[(RequestId, PeerIndex, usize)], peer| {
+        asked.iter().filter(|(_, p, _)| *p == peer).count()
+    };
+    assert_eq!(of(&first, partial), MIN_WINDOW, "{first:?}");
+    // The seeder, whose speed is unknown, gets one chunk to learn it.
+    assert_eq!(of(&first, seeder), 1, "{first:?}");
+    let probe = first.iter().find(|(_, p, _)| *p == seeder).unwrap().0;
     // It delivers in 10 ms; the partial peer takes 4 s for one chunk. Now
     // the seeder is far faster: it takes the chunks still pending.
-    assert_eq!(m.delivered(stolen[0].0, t0 + ms(10)), Delivery::First);
-    let slow = first
-        .iter()
-        .find(|(_, p, c)| *p == partial && *c != stolen[0].1)
-        .expect("a request to the partial peer");
-    assert_eq!(m.delivered(slow.0, t0 + ms(4000)), Delivery::First);
+    assert_eq!(m.delivered(probe, t0 + ms(10)), Delivery::First);
+    let slow = first.iter().find(|(_, p, _)| *p == partial).unwrap().0;
+    assert_eq!(m.delivered(slow, t0 + ms(4000)), Delivery::First);
     let later = requests(&m.poll(t0 + ms(4000)));
-    let to_seeder = later.iter().filter(|(_, p, _)| *p == seeder).count();
-    assert!(to_seeder >= 2, "{later:?}");
+    assert!(of(&later, seeder) >= 2, "{later:?}");
 }
 
 #[test]
@@ -614,4 +603,45 @@ proptest! {
             prop_assert!(faulty.contains(node), "node {} dropped: {}", node, reason);
         }
     }
+}
+
+#[test]
+fn a_peer_steals_only_when_its_copy_would_arrive_first() {
+    let h = |expected: Option<f64>, asked: u64, quiet: u64| Holder {
+        expected_secs: expected,
+        asked_ago: ms(asked),
+        quiet_for: ms(quiet),
+    };
+    // Equal peers, both busy: the copy in flight is ahead.
+    assert!(!worth_stealing(Some(0.3), &[h(Some(0.3), 10, 0)]));
+    // An idle peer against the tail of a busy one: ahead.
+    assert!(worth_stealing(Some(0.04), &[h(Some(0.3), 100, 0)]));
+    // ... but not against a chunk that is about to land.
+    assert!(!worth_stealing(Some(0.04), &[h(Some(0.3), 280, 0)]));
+    // A slow holder (3.4 s per request) is beaten by a fast stealer.
+    assert!(worth_stealing(Some(0.3), &[h(Some(3.4), 500, 0)]));
+    // An overdue holder (over twice its usual time) is not counted on.
+    assert!(worth_stealing(Some(5.0), &[h(Some(0.3), 700, 0)]));
+    // A holder of unknown speed is counted on while its peer delivers...
+    assert!(!worth_stealing(Some(0.1), &[h(None, 5000, 100)]));
+    // ... and not once it has been quiet for a while.
+    assert!(worth_stealing(Some(5.0), &[h(None, 5000, 2000)]));
+    // A stealer of unknown speed takes over only what is not counted on.
+    assert!(!worth_stealing(None, &[h(Some(0.3), 1, 0)]));
+    assert!(worth_stealing(None, &[h(Some(0.3), 700, 0)]));
+}
+
+#[test]
+fn a_peers_rate_is_learnt_from_its_requests() {
+    let mut rate = PeerRate::default();
+    assert_eq!(rate.request_secs(1 << 20, 1), None);
+    // 8 requests of 1 MiB sharing the link, each took 0.32 s: 25 MiB/s.
+    rate.observe(1 << 20, 8, ms(320));
+    let secs = rate.request_secs(1 << 20, 1).unwrap();
+    assert!((secs - 0.04).abs() < 1e-9, "{secs}");
+    assert!((rate.request_secs(1 << 20, 8).unwrap() - 0.32).abs() < 1e-9);
+    // A slower sample moves the average a quarter of the way.
+    rate.observe(1 << 20, 8, ms(640));
+    let expected = 25.0 * 1_048_576.0 * 0.875;
+    assert!((rate.bytes_per_sec().unwrap() - expected).abs() < 1.0);
 }
