@@ -404,3 +404,85 @@ fn no_peer_with_the_catalog_version_is_a_clear_error_and_changes_nothing() {
     let err = d.download("not-a-game").unwrap_err();
     assert!(err.contains("not in the catalog"), "{err}");
 }
+
+#[test]
+fn a_downloader_serves_what_it_verified_and_pausing_stops_those_uploads() {
+    let catalog = catalog();
+    let ut = id("ut2004");
+    let folder = ut_folder(&catalog, 24, 11);
+    let seeder = seeder(&folder, &catalog, Some(40), &[]);
+    // D1 uploads at 8 Mbit/s, so its uploads last long enough to be seen.
+    let first_dir = GamesFolder::new();
+    let first = TestPeer::start_with(Some(first_dir.path()), &catalog, &[seeder.addr()], |c| {
+        c.upload_limit_bytes_per_sec = Some(1_000_000);
+    });
+    assert!(first.waits_to_see(seeder.addr(), &["ut2004"], Duration::from_secs(10)));
+    let first_download = first.ask(|reply| Command::Download {
+        game: ut.clone(),
+        reply,
+    });
+    wait_for_progress(&first, 0.3);
+    // D2 knows the seeder and D1, and sees D1 as a partial source.
+    let second_dir = GamesFolder::new();
+    let second = TestPeer::start(
+        Some(second_dir.path()),
+        &catalog,
+        &[seeder.addr(), first.addr()],
+    );
+    assert!(second.handle.wait_until(Duration::from_secs(10), |s| {
+        s.peers.values().any(|p| {
+            p.addr == first.addr()
+                && p.games
+                    .iter()
+                    .any(|g| g.id == ut && g.partial.as_ref().is_some_and(|h| h.have.count() > 0))
+        })
+    }));
+    let second_download = second.ask(|reply| Command::Download {
+        game: ut.clone(),
+        reply,
+    });
+    // D2 takes verified chunks from D1...
+    assert!(
+        second.handle.wait_until(Duration::from_secs(15), |s| {
+            s.downloads.get("ut2004").is_some_and(|d| {
+                d.peers
+                    .iter()
+                    .any(|p| p.addr == first.addr() && p.bytes > 0)
+            })
+        }),
+        "D2 took nothing from D1"
+    );
+    // ... and D1's uploads of them are counted like any upload.
+    assert!(
+        first
+            .handle
+            .wait_until(Duration::from_secs(10), |s| s.transfers.outbound_count(&ut)
+                > 0),
+        "D1 never served D2"
+    );
+    // Pausing D1's download stops its partial uploads at once.
+    first
+        .handle
+        .send(Command::CancelDownload { game: ut.clone() })
+        .unwrap();
+    let paused = Instant::now();
+    assert!(
+        first.handle.wait_until(Duration::from_millis(250), |s| s
+            .transfers
+            .outbound_count(&ut)
+            == 0),
+        "D1's partial uploads outlived the pause"
+    );
+    eprintln!(
+        "partial uploads stopped {:?} after the pause",
+        paused.elapsed()
+    );
+    let cancelled = first_download.blocking_recv().unwrap().unwrap_err();
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    // D2 finishes from the seeder, byte for byte, and D1 had helped.
+    let report = second_download.blocking_recv().unwrap().unwrap();
+    assert_same_game(folder.path(), second_dir.path());
+    let from_first = share_of(&report, first.addr());
+    assert!(from_first.bytes > 0, "{report:?}");
+    assert!(from_first.dropped, "{from_first:?}");
+}
