@@ -13,6 +13,11 @@
 //! chunk request to last chunk verified); "whole" is the whole download as
 //! the user waits for it (manifests, staging, sync, swap). Medians of
 //! `LANSPREAD_BENCH_RUNS` (default 3) runs; nothing is asserted.
+//!
+//! The party cases: one seeder and 15 (then 31) downloaders on 50 Mbit
+//! links press Download at once; T1 is one download alone on the same lab,
+//! Tmax the last of the party; the seeder's upload (its shaper's bytes) in
+//! game sizes, and what the downloaders took from each other.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
 
@@ -262,6 +267,133 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
     }
 }
 
+/// What the party case measured, medians over the runs.
+struct PartyOutcome {
+    /// One download alone on the same lab, whole, seconds.
+    alone_secs: f64,
+    /// The last of the party's downloads, whole, seconds.
+    last_secs: f64,
+    /// What the seeder sent onto the LAN during the party, in game sizes.
+    seeder_share: f64,
+    /// Bytes the downloaders took from each other, MiB.
+    from_partials_mib: f64,
+}
+
+/// The party case: one seeder and `downloaders` PCs, every link 50 Mbit, a
+/// 100 MiB game; only the seeder's address is typed (discovery off), so
+/// the downloaders find each other by peer exchange. T1 is one download
+/// alone; then all press Download at once.
+fn run_party(downloaders: usize, runs: usize) -> PartyOutcome {
+    let mut lab = Lab::new(downloaders + 1).expect("the lab needs root");
+    let root = tempfile::tempdir().unwrap();
+    let mib = 100;
+    let game_bytes = (mib << 20) as f64;
+    let catalog = GameCatalog::embedded().unwrap();
+    let seeder_games = root.path().join("s0");
+    let game = GamesFolder::new();
+    game.add_payload("ut2004", &[("ut2004.pak", mib << 20)], 9)
+        .write_catalog_version("ut2004", &catalog);
+    std::fs::create_dir_all(seeder_games.join("ut2004")).unwrap();
+    for name in ["ut2004.pak", "version.ini"] {
+        std::fs::hard_link(
+            game.game_dir("ut2004").join(name),
+            seeder_games.join("ut2004").join(name),
+        )
+        .unwrap();
+    }
+    for host in 0..=downloaders {
+        lab.shape(host, 50).unwrap();
+    }
+    let mut seeder = serve_command(&lab, 0, &root.path().join("s0-data"), &seeder_games);
+    seeder.stderr(Stdio::null());
+    lab.spawn(seeder).unwrap();
+    let seeder_addr = format!("{}:4747", lab.hosts[0].ip);
+    let data = |host: usize| root.path().join(format!("d{host}-data"));
+    for host in 1..=downloaders {
+        let games = root.path().join(format!("d{host}"));
+        std::fs::create_dir_all(&games).unwrap();
+        let mut serve = serve_command(&lab, host, &data(host), &games);
+        serve.stderr(Stdio::null()).args(["--peer", &seeder_addr]);
+        lab.spawn(serve).unwrap();
+    }
+    // Everyone follows everyone (through the seeder) and sees the game.
+    let started = Instant::now();
+    for host in 1..=downloaders {
+        loop {
+            let out = run(&lab, host, &data(host), &["status", "--json"]);
+            if out.status.success() {
+                let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let peers = status["peers"].as_array().cloned().unwrap_or_default();
+                if peers.len() >= downloaders && peers.iter().any(|p| p["games"] == 1) {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the party never found itself"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let get = |lab: &Lab, host: usize| -> serde_json::Value {
+        let out = run(lab, host, &data(host), &["get", "ut2004", "--json"]);
+        assert!(
+            out.status.success(),
+            "h{host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    };
+    let remove = |lab: &Lab, host: usize| {
+        assert!(
+            run(lab, host, &data(host), &["remove", "ut2004"])
+                .status
+                .success()
+        );
+    };
+    let (mut alone, mut last, mut share, mut partial) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        alone.push(get(&lab, 1)["seconds"].as_f64().unwrap());
+        remove(&lab, 1);
+        let before = lab.sent(0).unwrap();
+        let reports: Vec<serde_json::Value> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..=downloaders)
+                .map(|host| {
+                    let lab = &lab;
+                    let get = &get;
+                    scope.spawn(move || get(lab, host))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        share.push(lab.sent(0).unwrap().since(before).bytes as f64 / game_bytes);
+        last.push(
+            reports
+                .iter()
+                .map(|r| r["seconds"].as_f64().unwrap())
+                .fold(0.0, f64::max),
+        );
+        let from_partials: u64 = reports
+            .iter()
+            .flat_map(|r| r["peers"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["addr"].as_str() != Some(seeder_addr.as_str()))
+            .map(|p| p["bytes"].as_u64().unwrap_or(0))
+            .sum();
+        partial.push(from_partials as f64 / f64::from(1u32 << 20));
+        for host in 1..=downloaders {
+            remove(&lab, host);
+        }
+    }
+    PartyOutcome {
+        alone_secs: median(&mut alone),
+        last_secs: median(&mut last),
+        seeder_share: median(&mut share),
+        from_partials_mib: median(&mut partial),
+    }
+}
+
 fn main() {
     let runs = std::env::var("LANSPREAD_BENCH_RUNS")
         .ok()
@@ -332,6 +464,32 @@ fn main() {
         println!(
             "slow-seeder case vs the fast seeders' sum (600 Mbit at QUIC's ceiling): {:.1} %",
             results[2].goodput_mbit / (600.0 * results[2].ceiling_share) * 100.0
+        );
+    }
+    // The party: cases 4 (15 downloaders) and 5 (31).
+    println!();
+    println!(
+        "{:<32} {:>7} {:>7} {:>9} {:>13} {:>14}",
+        "party (1 seeder, 50 Mbit links)",
+        "T1 s",
+        "Tmax s",
+        "Tmax/T1",
+        "seeder sent",
+        "from partials"
+    );
+    for (index, downloaders) in [(4, 15), (5, 31)] {
+        if only.as_ref().is_some_and(|only| !only.contains(&index)) {
+            continue;
+        }
+        let party = run_party(downloaders, runs);
+        println!(
+            "{:<32} {:>7.1} {:>7.1} {:>9.2} {:>12.2}x {:>10.0} MiB",
+            format!("{downloaders} downloaders, 100 MiB"),
+            party.alone_secs,
+            party.last_secs,
+            party.last_secs / party.alone_secs,
+            party.seeder_share,
+            party.from_partials_mib
         );
     }
 }
