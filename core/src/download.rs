@@ -716,16 +716,7 @@ impl DownloadMachine {
         }
         p.delivered_bytes += len;
         self.queued_writes += 1;
-        let others: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.chunk == chunk)
-            .map(|(id, _)| *id)
-            .collect();
-        for other in others {
-            self.close_request(other);
-            self.actions.push(Action::Cancel { id: other });
-        }
+        self.cancel_where(|r| r.chunk == chunk);
         Delivery::First
     }
 
@@ -786,17 +777,23 @@ impl DownloadMachine {
         self.journal_dirty
     }
 
-    fn cancel_all_of(&mut self, peer: PeerIndex) {
-        let theirs: Vec<RequestId> = self
+    /// Closes every request in flight that `matches`, telling the driver to
+    /// stop it.
+    fn cancel_where(&mut self, matches: impl Fn(&InFlight) -> bool) {
+        let ids: Vec<RequestId> = self
             .requests
             .iter()
-            .filter(|(_, r)| r.peer == peer)
+            .filter(|(_, r)| matches(r))
             .map(|(id, _)| *id)
             .collect();
-        for id in theirs {
+        for id in ids {
             self.close_request(id);
             self.actions.push(Action::Cancel { id });
         }
+    }
+
+    fn cancel_all_of(&mut self, peer: PeerIndex) {
+        self.cancel_where(|r| r.peer == peer);
     }
 
     /// Drops `peer` for this download; its chunks go elsewhere.
