@@ -434,8 +434,11 @@ fn a_peer_updating_a_game_others_download_from_it() {
     for name in ["ut2004-new.pak", "version.ini"] {
         std::fs::copy(newer.game_dir("ut2004").join(name), dir.join(name)).unwrap();
     }
+    // Slow seeders (20 Mbit): the swarm of three downloaders needs each
+    // chunk from them once, so at 100 Mbit it could finish before the
+    // update starts.
     for host in 0..2 {
-        party.lab.shape(host, 100).unwrap();
+        party.lab.shape(host, 20).unwrap();
         party.serve(host, &[]);
     }
     let catalog_arg = newer_catalog.to_string_lossy().into_owned();

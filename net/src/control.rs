@@ -155,7 +155,7 @@ impl StatusReport {
                     id: p.id.clone(),
                     name: p.name.clone(),
                     addr: p.addr,
-                    games: p.games.len(),
+                    games: p.games.iter().filter(|g| g.is_whole()).count(),
                 })
                 .collect(),
             games,

@@ -74,7 +74,7 @@ pub fn run_peers(global: &GlobalArgs, args: &LanArgs) -> anyhow::Result<()> {
             id: p.id.clone(),
             name: p.name.clone(),
             addr: p.addr,
-            games: p.games.len(),
+            games: p.games.iter().filter(|g| g.is_whole()).count(),
             same_catalog: p.same_catalog,
         })
         .collect();
@@ -114,7 +114,7 @@ pub fn run_list(global: &GlobalArgs, args: &LanArgs) -> anyhow::Result<()> {
     let (catalog, state) = look_around(global, args)?;
     let mut rows: BTreeMap<String, GameRow> = BTreeMap::new();
     for peer in state.peers.values() {
-        for game in &peer.games {
+        for game in peer.games.iter().filter(|g| g.is_whole()) {
             let Some(entry) = catalog.get(&game.id) else {
                 continue;
             };

@@ -221,7 +221,9 @@ impl<'a> LanIndex<'a> {
     pub fn new(peer: &'a PeerState) -> Self {
         let mut holders: HashMap<&GameId, Vec<(&RemotePeer, &AnnouncedGame)>> = HashMap::new();
         for remote in peer.peers.values() {
-            for game in &remote.games {
+            // Partial peers (still downloading) are sources inside a
+            // download, not PCs that "have" the game.
+            for game in remote.games.iter().filter(|g| g.is_whole()) {
                 holders.entry(&game.id).or_default().push((remote, game));
             }
         }
