@@ -210,26 +210,21 @@ fn a_seeder_lying_only_in_chunk_data_is_dropped_on_the_first_bad_chunk() {
         .enumerate()
         .map(|(i, f)| seeder(f, &catalog, (i < 2).then_some(40), &[]))
         .collect();
-    // Its manifest is built and cached; now its bytes go bad behind it, in
-    // place (a rewrite from scratch could be seen half-written by a rescan).
-    {
-        use std::io::{Read, Seek, SeekFrom, Write};
+    // Its manifest is built and cached; now its bytes go bad behind it.
+    for chunk_start in (0..8).map(|i| i * MIB) {
         let path = folders[2].game_dir("ut2004").join("ut2004.zip");
         let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-        let mut file = std::fs::File::options()
-            .read(true)
+        let mut bytes = std::fs::read(&path).unwrap();
+        if chunk_start + 10 < bytes.len() {
+            bytes[chunk_start + 10] ^= 0xff;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::File::options()
             .write(true)
             .open(&path)
+            .unwrap()
+            .set_modified(mtime)
             .unwrap();
-        let len = file.metadata().unwrap().len() as usize;
-        for at in (0..8).map(|i| i * MIB + 10).filter(|at| *at < len) {
-            let mut byte = [0u8];
-            file.seek(SeekFrom::Start(at as u64)).unwrap();
-            file.read_exact(&mut byte).unwrap();
-            file.seek(SeekFrom::Start(at as u64)).unwrap();
-            file.write_all(&[byte[0] ^ 0xff]).unwrap();
-        }
-        file.set_modified(mtime).unwrap();
     }
     corrupt_keeping_mtime(&folders[2].game_dir("ut2004").join("Maps/extra.pak"));
     corrupt_keeping_mtime(&folders[2].game_dir("ut2004").join("readme.txt"));
