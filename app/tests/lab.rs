@@ -471,16 +471,22 @@ fn a_peer_updating_a_game_others_download_from_it() {
         party.wait_for_sources(host, &seeders);
     }
     let downloads: Vec<_> = (3..6).map(|host| party.start_get(host, "ut2004")).collect();
-    // Once h0 is uploading, it is handed the newer catalog and told to update.
-    eventually(Duration::from_secs(20), || {
-        let status = party.status(0)?;
-        let games = status["games"].as_array()?;
-        games
-            .iter()
-            .any(|g| g["id"] == "ut2004" && g["outbound"].as_u64() >= Some(1))
-            .then_some(())
+    // Whichever seeder is uploading is handed the newer catalog and told
+    // to update; the other one keeps the old version.
+    let uploading = |host: usize| -> bool {
+        party.status(host).is_some_and(|status| {
+            status["games"].as_array().is_some_and(|games| {
+                games
+                    .iter()
+                    .any(|g| g["id"] == "ut2004" && g["outbound"].as_u64() >= Some(1))
+            })
+        })
+    };
+    let updater = eventually(Duration::from_secs(20), || {
+        (0..2).find(|host| uploading(*host))
     });
-    let loaded = party.run(0, &["catalog", "load", &catalog_arg]);
+    let keeper = 1 - updater;
+    let loaded = party.run(updater, &["catalog", "load", &catalog_arg]);
     assert!(
         loaded.status.success(),
         "{}",
@@ -491,26 +497,20 @@ fn a_peer_updating_a_game_others_download_from_it() {
     // it); polling through `ip netns exec` on a loaded machine is not, so
     // the bound here is loose. The one-second bound is asserted in-process.
     eventually(Duration::from_secs(5), || {
-        let status = party.status(0)?;
-        let uploads: u64 = status["games"]
-            .as_array()?
-            .iter()
-            .filter_map(|g| g["outbound"].as_u64())
-            .sum();
-        (uploads == 0).then_some(())
+        (!uploading(updater)).then_some(())
     });
     eprintln!(
-        "h0's uploads stopped {:?} after the new catalog",
+        "h{updater}'s uploads stopped {:?} after the new catalog",
         stopped.elapsed()
     );
-    let update = party.run(0, &["update", "ut2004"]);
+    let update = party.run(updater, &["update", "ut2004"]);
     assert!(
         update.status.success(),
         "{}",
         String::from_utf8_lossy(&update.stderr)
     );
     assert_eq!(
-        tree_hashes(&party.games(0).join("ut2004")),
+        tree_hashes(&party.games(updater).join("ut2004")),
         tree_hashes(&newer.game_dir("ut2004"))
     );
     for (download, host) in downloads.into_iter().zip(3..6) {
@@ -520,7 +520,7 @@ fn a_peer_updating_a_game_others_download_from_it() {
             "h{host}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        same_game(&party.games(1), &party.games(host));
+        same_game(&party.games(keeper), &party.games(host));
     }
 }
 
