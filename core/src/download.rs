@@ -555,7 +555,7 @@ impl DownloadMachine {
             progress_at: now,
             delivered_bytes: 0,
         });
-        self.set_have(index, have);
+        self.set_maps(index, have, None);
         index
     }
 
@@ -578,18 +578,18 @@ impl DownloadMachine {
             p.status = PeerStatus::Active;
             self.count_availability(peer, 1);
         }
-        self.set_have(peer, have);
-        let n = self.lens.len();
-        self.count_availability(peer, -1);
-        self.peers[peer].fetching = fetching.filter(|f| f.fits(n));
-        self.count_availability(peer, 1);
+        self.set_maps(peer, have, fetching);
     }
 
-    fn set_have(&mut self, peer: PeerIndex, have: Option<HaveMap>) {
+    /// Replaces a peer's maps, keeping the availability counts in step. A
+    /// have-map that does not fit the plan counts as holding nothing; such a
+    /// fetching map is ignored.
+    fn set_maps(&mut self, peer: PeerIndex, have: Option<HaveMap>, fetching: Option<HaveMap>) {
         let n = self.lens.len();
-        let have = have.map(|h| if h.fits(n) { h } else { HaveMap::empty(n) });
         self.count_availability(peer, -1);
-        self.peers[peer].have = have;
+        let p = &mut self.peers[peer];
+        p.have = have.map(|h| if h.fits(n) { h } else { HaveMap::empty(n) });
+        p.fetching = fetching.filter(|f| f.fits(n));
         self.count_availability(peer, 1);
     }
 
