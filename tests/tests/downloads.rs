@@ -205,29 +205,49 @@ fn a_seeder_lying_only_in_chunk_data_is_dropped_on_the_first_bad_chunk() {
     // The honest seeders are slowed down, so the liar's answers arrive first
     // (otherwise the honest ones may finish and steal its chunks before it
     // ever delivers one, which is fine for the user but tests nothing).
-    let seeders: Vec<TestPeer> = folders
+    let mut seeders: Vec<TestPeer> = folders[..2]
         .iter()
-        .enumerate()
-        .map(|(i, f)| seeder(f, &catalog, (i < 2).then_some(40), &[]))
+        .map(|f| seeder(f, &catalog, Some(40), &[]))
         .collect();
-    // Its manifest is built and cached; now its bytes go bad behind it.
+    // The liar's manifest is built and cached by a first run; with it
+    // stopped (so no rescan sees a half-written file), its bytes go bad
+    // behind the cache, keeping sizes and mtimes; then it serves again.
+    let liar_data = tempfile::tempdir().unwrap();
+    let keep_data = |config: &mut lanspread_net::PeerConfig| {
+        config.data_dir = Some(liar_data.path().to_path_buf());
+    };
+    let first_run = TestPeer::start_with(Some(folders[2].path()), &catalog, &[], keep_data);
+    assert!(
+        first_run
+            .handle
+            .wait_until(Duration::from_secs(20), |s| !s.local_games.is_empty()),
+        "the liar never announced its game"
+    );
+    drop(first_run);
+    let zip = folders[2].game_dir("ut2004").join("ut2004.zip");
+    let mtime = std::fs::metadata(&zip).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&zip).unwrap();
     for chunk_start in (0..8).map(|i| i * MIB) {
-        let path = folders[2].game_dir("ut2004").join("ut2004.zip");
-        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-        let mut bytes = std::fs::read(&path).unwrap();
         if chunk_start + 10 < bytes.len() {
             bytes[chunk_start + 10] ^= 0xff;
         }
-        std::fs::write(&path, bytes).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
     }
+    std::fs::write(&zip, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&zip)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     corrupt_keeping_mtime(&folders[2].game_dir("ut2004").join("Maps/extra.pak"));
     corrupt_keeping_mtime(&folders[2].game_dir("ut2004").join("readme.txt"));
+    let liar = TestPeer::start_with(Some(folders[2].path()), &catalog, &[], keep_data);
+    assert!(
+        liar.handle
+            .wait_until(Duration::from_secs(20), |s| !s.local_games.is_empty()),
+        "the liar never announced its game again"
+    );
+    seeders.push(liar);
     let addrs: Vec<SocketAddr> = seeders.iter().map(TestPeer::addr).collect();
     let (target, peer) = downloader(&catalog, &addrs, 3);
     let report = peer.download("ut2004").unwrap();
