@@ -171,6 +171,10 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_REQUESTS_PER_CONNECTION));
+    // This connection's place in the upload cap's queue: one piece at a
+    // time waits for tokens, whatever number of chunks it asks for at once,
+    // so a capped uplink is shared per PC, not per request.
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
     let mut requests = JoinSet::new();
     loop {
         let (mut send, recv) = tokio::select! {
@@ -193,9 +197,10 @@ async fn serve_connection(
                 let context = context.clone();
                 let token = shutdown.clone();
                 let remote = connection.remote_address();
+                let turn = turn.clone();
                 requests.spawn(async move {
                     let _permit = permit;
-                    handle_stream(&context, remote, &mut send, recv, &token).await;
+                    handle_stream(&context, remote, &turn, &mut send, recv, &token).await;
                 });
             }
             Err(_) => {
@@ -217,6 +222,7 @@ async fn serve_connection(
 async fn handle_stream(
     context: &ServeContext,
     remote: SocketAddr,
+    turn: &tokio::sync::Mutex<()>,
     send: &mut quinn::SendStream,
     mut recv: quinn::RecvStream,
     shutdown: &CancellationToken,
@@ -282,7 +288,7 @@ async fn handle_stream(
                 len,
                 swarm,
             };
-            serve_chunk(context, send, &ask, shutdown)
+            serve_chunk(context, turn, send, &ask, shutdown)
                 .instrument(span)
                 .await;
         }
@@ -505,6 +511,7 @@ enum Ended {
 
 async fn serve_chunk(
     context: &ServeContext,
+    turn: &tokio::sync::Mutex<()>,
     send: &mut quinn::SendStream,
     ask: &ChunkRequest<'_>,
     shutdown: &CancellationToken,
@@ -526,8 +533,8 @@ async fn serve_chunk(
         );
         return respond(send, &Response::Error(error)).await;
     };
-    let limit = context.upload_limit.as_ref();
-    let ended = stream_file(send, &file, ask.offset, ask.len, &guard, shutdown, limit).await;
+    let pace = context.upload_limit.as_ref().map(|limit| (limit, turn));
+    let ended = stream_file(send, &file, ask.offset, ask.len, &guard, shutdown, pace).await;
     // Close the file before the guard goes: once the count is zero, an
     // operation may move the folder (Windows refuses that with files open).
     drop(file);
@@ -580,7 +587,7 @@ async fn stream_file(
     len: u64,
     guard: &TransferGuard,
     shutdown: &CancellationToken,
-    limit: Option<&crate::rate::RateLimit>,
+    pace: Option<(&crate::rate::RateLimit, &tokio::sync::Mutex<()>)>,
 ) -> Ended {
     let header_frame = Response::ChunkHeader { len };
     let header = proto::write_frame(send, &header_frame);
@@ -617,12 +624,18 @@ async fn stream_file(
             Ok(piece) => piece,
             Err(err) => return Ended::ReadFailed(err),
         };
-        if let Some(limit) = limit {
+        if let Some((limit, turn)) = pace {
+            // The turn (a fair, first-come lock) is held only while this
+            // piece waits for its tokens: every connection has at most one
+            // piece in the cap's queue, so connections take turns.
             tokio::select! {
                 biased;
                 () = guard.cancelled() => return Ended::Cancelled,
                 () = shutdown.cancelled() => return Ended::Cancelled,
-                () = limit.take(want) => {}
+                () = async {
+                    let _turn = turn.lock().await;
+                    limit.take(want).await;
+                } => {}
             }
         }
         let write = send.write_chunk(piece);

@@ -514,3 +514,95 @@ fn same_catalog_follows_a_catalog_loaded_while_running() {
     );
     assert!(same(&a, b.addr(), true));
 }
+
+/// Three PCs fetch from one seeder whose uploads are capped, asking for 1,
+/// 2 and 8 chunks at once: each gets about a third of the cap, and none
+/// waits a second for its next byte.
+#[test]
+fn a_capped_seeder_shares_its_uplink_per_pc_not_per_request() {
+    const CAP_BYTES_PER_SEC: u64 = 3_000_000;
+    const CHUNK: u64 = 1024 * 1024;
+    let catalog = catalog();
+    let folder = GamesFolder::new();
+    folder
+        .add_payload("ut2004", &[("big.bin", BIG_FILE_BYTES)], 9)
+        .write_catalog_version("ut2004", &catalog);
+    let seeder = TestPeer::start_with(Some(folder.path()), &catalog, &[], |config| {
+        config.upload_limit_bytes_per_sec = Some(CAP_BYTES_PER_SEC);
+    });
+    assert!(
+        seeder
+            .handle
+            .wait_until(Duration::from_secs(10), |s| s.local_games.len() == 1)
+    );
+    let ut = game("ut2004");
+    let version = catalog.expected_version(&ut).unwrap().clone();
+    let at_once = [1usize, 2, 8];
+    let received: std::sync::Arc<Vec<AtomicU64>> =
+        std::sync::Arc::new(at_once.iter().map(|_| AtomicU64::new(0)).collect());
+    let read = || -> Vec<u64> {
+        received
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    };
+    let rt = runtime();
+    let (shares, longest_waits) = rt.block_on(async {
+        let mut lanes = tokio::task::JoinSet::new();
+        for (pc, &n) in at_once.iter().enumerate() {
+            let client = connect(seeder.addr()).await;
+            for lane in 0..n {
+                let (client, received) = (client.clone(), received.clone());
+                let (ut, version) = (ut.clone(), version.clone());
+                lanes.spawn(async move {
+                    let chunks = BIG_FILE_BYTES as u64 / CHUNK;
+                    for k in (lane as u64..).step_by(n) {
+                        let chunk = ask(&ut, &version, "big.bin", (k % chunks) * CHUNK, CHUNK);
+                        client.chunk(&chunk, &received[pc]).await.unwrap();
+                    }
+                });
+            }
+        }
+        // Past the first second (bursts and handshakes), for four seconds.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = read();
+        let mut last = start.clone();
+        let mut last_change = vec![Instant::now(); at_once.len()];
+        let mut longest = vec![Duration::ZERO; at_once.len()];
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = read();
+            for pc in 0..at_once.len() {
+                if now[pc] != last[pc] {
+                    last_change[pc] = Instant::now();
+                }
+                longest[pc] = longest[pc].max(last_change[pc].elapsed());
+            }
+            last = now;
+        }
+        lanes.abort_all();
+        let got: Vec<u64> = last.iter().zip(&start).map(|(a, b)| a - b).collect();
+        (got, longest)
+    });
+    let total: u64 = shares.iter().sum();
+    eprintln!("bytes per PC: {shares:?} of {total}; longest waits {longest_waits:?}");
+    assert!(
+        total as f64 > 0.8 * 4.0 * CAP_BYTES_PER_SEC as f64,
+        "the cap was not used: {total} bytes in 4 s"
+    );
+    for (pc, (&got, wait)) in shares.iter().zip(&longest_waits).enumerate() {
+        let share = got as f64 / total as f64;
+        assert!(
+            (0.2..=0.47).contains(&share),
+            "the PC asking {} chunks at once got {:.0} % of the uplink",
+            at_once[pc],
+            share * 100.0
+        );
+        assert!(
+            *wait < Duration::from_secs(1),
+            "the PC asking {} chunks at once waited {wait:?} for a byte",
+            at_once[pc]
+        );
+    }
+}
