@@ -50,19 +50,30 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         upload_limit_bytes_per_sec: args.peers.upload_limit_bytes_per_sec(),
     };
     let peer = PeerHandle::start(config, None)?;
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening on {}", peer.listen_addr())?;
-        stdout.flush()?;
-    }
-    tracing::info!(peer = %peer.peer_id(), games = %args.games.display(), "serving; Ctrl-C stops");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the signal handler")?;
-    runtime
-        .block_on(tokio::signal::ctrl_c())
-        .context("waiting for Ctrl-C")?;
+    runtime.block_on(async {
+        // The handler is in place before the address is printed: a Ctrl-C
+        // right after that line stops the peer cleanly too. (Its first poll
+        // installs it.)
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(ctrl_c.as_mut().poll(cx))
+        })
+        .await;
+        if let std::task::Poll::Ready(result) = first {
+            return result.context("waiting for Ctrl-C");
+        }
+        {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "listening on {}", peer.listen_addr())?;
+            stdout.flush()?;
+        }
+        tracing::info!(peer = %peer.peer_id(), games = %args.games.display(), "serving; Ctrl-C stops");
+        ctrl_c.await.context("waiting for Ctrl-C")
+    })?;
     tracing::info!("stopping");
     peer.shutdown();
     Ok(())
