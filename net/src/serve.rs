@@ -34,6 +34,9 @@ use crate::swarm::{PartialShares, RecentSends};
 const SEND_PIECE_BYTES: usize = 256 * 1024;
 /// A receiver that takes no bytes for this long loses the transfer.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a sent chunk counts as being sent while its receiver has not
+/// acknowledged every byte.
+const ACKED_WITHIN: Duration = Duration::from_secs(30);
 /// Longest a library long-poll is held before it is answered unchanged.
 pub const LIBRARY_LONG_POLL: Duration = Duration::from_secs(15);
 
@@ -175,6 +178,8 @@ async fn serve_connection(
     // time waits for tokens, whatever number of chunks it asks for at once,
     // so a capped uplink is shared per PC, not per request.
     let turn = Arc::new(tokio::sync::Mutex::new(()));
+    // Requests in the order they came, for the chunks' send priorities.
+    let mut arrived: u32 = 0;
     let mut requests = JoinSet::new();
     loop {
         let (mut send, recv) = tokio::select! {
@@ -198,9 +203,16 @@ async fn serve_connection(
                 let token = shutdown.clone();
                 let remote = connection.remote_address();
                 let turn = turn.clone();
+                arrived = arrived.wrapping_add(1);
+                let order = arrived;
                 requests.spawn(async move {
                     let _permit = permit;
-                    handle_stream(&context, remote, &turn, &mut send, recv, &token).await;
+                    let stream = ServedStream {
+                        remote,
+                        turn: &turn,
+                        order,
+                    };
+                    handle_stream(&context, &stream, &mut send, recv, &token).await;
                 });
             }
             Err(_) => {
@@ -219,10 +231,18 @@ async fn serve_connection(
     while requests.join_next().await.is_some() {}
 }
 
+/// Where a request came from, on its connection.
+struct ServedStream<'a> {
+    remote: SocketAddr,
+    /// The connection's place in the upload cap's queue.
+    turn: &'a tokio::sync::Mutex<()>,
+    /// The request's place among the connection's requests (1, 2, ...).
+    order: u32,
+}
+
 async fn handle_stream(
     context: &ServeContext,
-    remote: SocketAddr,
-    turn: &tokio::sync::Mutex<()>,
+    stream: &ServedStream<'_>,
     send: &mut quinn::SendStream,
     mut recv: quinn::RecvStream,
     shutdown: &CancellationToken,
@@ -255,7 +275,7 @@ async fn handle_stream(
             // the port it says it listens on.
             let _ = context
                 .inbound
-                .try_send(SocketAddr::new(remote.ip(), theirs.listen_port));
+                .try_send(SocketAddr::new(stream.remote.ip(), theirs.listen_port));
             let mut hello = context.hello.clone();
             hello.catalog_fingerprint = *context.catalog.get().fingerprint().as_bytes();
             respond(send, &Response::Hello(hello)).await;
@@ -288,7 +308,13 @@ async fn handle_stream(
                 len,
                 swarm,
             };
-            serve_chunk(context, turn, send, &ask, shutdown)
+            // A connection's chunks are sent one after the other, oldest
+            // first (answers to other requests before any): each arrives
+            // as soon as the connection's share of the uplink allows, and
+            // can be served on by its receiver while the next one travels.
+            let priority = -1 - (stream.order % (1 << 30)) as i32;
+            let _ = send.set_priority(priority);
+            serve_chunk(context, stream.turn, send, &ask, shutdown)
                 .instrument(span)
                 .await;
         }
@@ -527,6 +553,7 @@ async fn serve_chunk(
     else {
         drop(file);
         drop(guard);
+        tracing::debug!(game = %ask.game, path = ask.path, offset = ask.offset, "refused: sent elsewhere");
         let error = WireError::new(
             ErrorCode::SentElsewhere,
             "this PC is sending those bytes to another PC of the party; ask the partial peers",
@@ -541,7 +568,6 @@ async fn serve_chunk(
     let code = match &ended {
         Ended::Done => {
             let _ = send.finish();
-            sending.finished = true;
             context
                 .chunks_served
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -555,13 +581,28 @@ async fn serve_chunk(
         }
         Ended::PeerGone => None,
     };
-    drop(sending);
     if let Some(code) = code {
         let _ = send.reset(VarInt::from_u32(code));
         tracing::debug!(code, "transfer ended early");
     }
-    // The guard drops last: after the last byte was read and the file closed.
+    // The guard drops after the last byte was read and the file closed.
     drop(guard);
+    if matches!(ended, Ended::Done) {
+        // The bytes are handed to quinn, not yet received: quinn buffers
+        // a connection's sends, and a crowded uplink takes seconds to drain
+        // them. Until the receiver acknowledged them all, they count as
+        // being sent (a swarm asking for them again is sent to the partial
+        // peer that is about to hold them).
+        let acked = tokio::select! {
+            () = shutdown.cancelled() => false,
+            stopped = tokio::time::timeout(ACKED_WITHIN, send.stopped()) => {
+                matches!(stopped, Ok(Ok(None)))
+            }
+        };
+        sending.finished = acked;
+        tracing::debug!(game = %ask.game, path = ask.path, offset = ask.offset, swarm = ask.swarm, acked, "chunk sent");
+    }
+    drop(sending);
 }
 
 /// Reads `len` bytes at `offset` on a blocking thread, straight into a
