@@ -18,8 +18,9 @@
 //!   requests for [`STALL_AFTER`]), for an error, or for bytes that fail a
 //!   hash; never for being slow.
 //! - Requests in flight per peer follow what it delivers: its rate times
-//!   [`TARGET_LATENCY`], within [`MIN_WINDOW`]..=[`MAX_WINDOW`] chunks, so a
-//!   crowded seeder is not handed more than it can send in about a second.
+//!   [`TARGET_LATENCY`], within 1..=[`MAX_WINDOW`] chunks ([`PROBE_WINDOW`]
+//!   until its first answer measured it), so a crowded seeder is not handed
+//!   more than it can send in about a second.
 //! - Chunks are taken in a random order fixed per download (so downloaders
 //!   starting together ask a seeder for different chunks), rarest first
 //!   among partial peers (downloaders that serve what they verified). A
@@ -48,6 +49,10 @@ use crate::paths::RelPath;
 pub const MAX_COPIES: u8 = 2;
 /// Fewest requests a peer is given (two keep its link busy between them).
 pub const MIN_WINDOW: usize = 2;
+/// Requests to a peer whose speed is unknown: one, whose answer measures
+/// it. (When a whole party starts at once, every PC asks the one seeder;
+/// one chunk each arrives in half the time two would, and is served on.)
+pub const PROBE_WINDOW: usize = 1;
 /// Most requests in flight per peer. The lab bench found 8 keeps a single
 /// 1 Gbit seeder's link full; 16 was no better.
 pub const MAX_WINDOW: usize = 8;
@@ -816,10 +821,10 @@ impl DownloadMachine {
     }
 
     /// How many requests `peer` should have in flight: what it delivers in
-    /// about [`TARGET_LATENCY`]; [`MIN_WINDOW`] while its rate is unknown.
+    /// about [`TARGET_LATENCY`]; [`PROBE_WINDOW`] while its rate is unknown.
     fn window(&self, peer: PeerIndex) -> usize {
         let rate = self.peers[peer].rate.bytes_per_sec();
-        rate.map_or(MIN_WINDOW, |rate| {
+        rate.map_or(PROBE_WINDOW, |rate| {
             self.chunks_in_target(rate).clamp(1, MAX_WINDOW)
         })
     }
