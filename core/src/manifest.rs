@@ -312,6 +312,44 @@ pub fn build_manifest(
     })
 }
 
+/// Records `manifest`'s hashes for the payload now in `game_dir` (one just
+/// verified chunk by chunk and swapped in), so the next scan takes them
+/// from the cache instead of reading the whole game again. A file that is
+/// missing or of another size is left out (the scan hashes it).
+pub fn remember_payload(
+    game_dir: &Path,
+    manifest: &Manifest,
+    store: &Store,
+) -> Result<(), ManifestError> {
+    let mut known = Vec::with_capacity(manifest.files.len());
+    for file in &manifest.files {
+        let disk_path = file.path.join_to(game_dir);
+        let Ok(meta) = std::fs::metadata(&disk_path) else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() != file.len_bytes {
+            continue;
+        }
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        known.push((
+            cache_key(&disk_path),
+            CachedFileHashes {
+                len_bytes: file.len_bytes,
+                mtime_ns,
+                chunk_len_bytes: manifest.chunk_len_bytes,
+                hash: file.hash,
+                chunks: file.chunks.clone(),
+            },
+        ));
+    }
+    store.put_file_hashes(known.iter().map(|(k, v)| (k.as_str(), v)))?;
+    Ok(())
+}
+
 fn cache_key(path: &Path) -> String {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     absolute.to_string_lossy().into_owned()

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lanspread_core::download::{Action, ChunkPlan, Delivery, DownloadMachine, Failure, RequestId};
-use lanspread_core::manifest::Manifest;
+use lanspread_core::manifest::{Manifest, remember_payload};
 use lanspread_core::ops::{OpError, swap_in};
 use lanspread_core::transfers::TransferError;
 use lanspread_core::vote::{VoteError, majority_manifest};
@@ -356,8 +356,16 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
             version.clone(),
             job.store.clone(),
         );
+        let manifest = manifest.clone();
         tokio::task::spawn_blocking(move || {
-            swap_in(&games_dir, &game, &staging_dir, &version, &store, &guard)
+            swap_in(&games_dir, &game, &staging_dir, &version, &store, &guard)?;
+            // Every chunk was verified: the rescan that announces the game
+            // whole takes its hashes from here instead of reading it again.
+            let game_dir = lanspread_core::layout::game_dir(&games_dir, &game);
+            if let Err(err) = remember_payload(&game_dir, &manifest, &store) {
+                tracing::warn!("the manifest cache missed the new payload: {err}");
+            }
+            Ok::<(), OpError>(())
         })
         .await
         .map_err(|e| DownloadError::Io(e.to_string()))??;
