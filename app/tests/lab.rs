@@ -12,6 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{BIN, eventually};
@@ -24,6 +25,10 @@ use serde_json::Value;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const MIB: usize = 1024 * 1024;
+
+/// No downloader in a swarm may wait this long for its next 64 KiB ("no
+/// downloader starved for seconds").
+const STARVED: Duration = Duration::from_secs(3);
 
 /// A lab whose hosts each have a data folder and a games folder.
 struct Party {
@@ -532,12 +537,69 @@ struct SwarmRun {
     seeder_share: f64,
     /// Verified bytes the downloaders took from each other.
     from_partials: u64,
+    /// The longest any downloader (the leaver aside) went without 64 KiB
+    /// reaching it, between its first bytes and its last, and which it was.
+    longest_starved: (Duration, usize),
+}
+
+/// Watches what reaches each of `hosts` (the bridge side of its link)
+/// until `done`, and returns, per host, the longest stretch without 64 KiB
+/// arriving, between its first 64 KiB and the moment it had the game's size.
+fn starvation(party: &Party, hosts: &[usize], game_bytes: u64, done: &AtomicBool) -> Vec<Duration> {
+    const PROGRESS: u64 = 64 * 1024;
+    let start = party.lab.delivered_all().unwrap();
+    // Per host: (bytes at its last progress, when, whether it started).
+    let mut last: Vec<(u64, Instant, bool)> = vec![(0, Instant::now(), false); hosts.len()];
+    let mut finished = vec![false; hosts.len()];
+    let mut longest = vec![Duration::ZERO; hosts.len()];
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = party.lab.delivered_all().unwrap();
+        for (i, &host) in hosts.iter().enumerate() {
+            if finished[i] {
+                continue;
+            }
+            let got = now[host].since(start[host]).bytes;
+            let (bytes, at, started) = &mut last[i];
+            if got >= *bytes + PROGRESS {
+                if *started {
+                    longest[i] = longest[i].max(at.elapsed());
+                }
+                (*bytes, *at, *started) = (got, Instant::now(), true);
+            } else if *started {
+                longest[i] = longest[i].max(at.elapsed());
+            }
+            finished[i] = got >= game_bytes;
+        }
+    }
+    longest
 }
 
 /// Every host in `hosts` runs `get ut2004` at once; all must succeed with
 /// the seeder's bytes, except `leaver`, whose PC is killed once its
 /// download is 30 % in.
 fn swarm(party: &Party, hosts: &[usize], game_bytes: u64, leaver: Option<usize>) -> SwarmRun {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| starvation(party, hosts, game_bytes, &done));
+        let mut run = swarm_watched(party, hosts, game_bytes, leaver);
+        done.store(true, Ordering::Relaxed);
+        let starved = watcher.join().unwrap();
+        for (&host, &gap) in hosts.iter().zip(&starved) {
+            if Some(host) != leaver && gap > run.longest_starved.0 {
+                run.longest_starved = (gap, host);
+            }
+        }
+        run
+    })
+}
+
+fn swarm_watched(
+    party: &Party,
+    hosts: &[usize],
+    game_bytes: u64,
+    leaver: Option<usize>,
+) -> SwarmRun {
     let before = party.lab.sent(0).unwrap();
     let gets: Vec<_> = hosts
         .iter()
@@ -556,6 +618,7 @@ fn swarm(party: &Party, hosts: &[usize], game_bytes: u64, leaver: Option<usize>)
         slowest_secs: 0.0,
         seeder_share: 0.0,
         from_partials: 0,
+        longest_starved: (Duration::ZERO, 0),
     };
     let seeder_ip = format!("{}:", party.lab.hosts[0].ip);
     for (get, &host) in gets.into_iter().zip(hosts) {
@@ -605,11 +668,19 @@ fn fifteen_pcs_fetch_one_game_at_once_from_one_seeder() {
     let hosts: Vec<usize> = (1..16).collect();
     let run = swarm(&party, &hosts, (mib * MIB) as u64, None);
     eprintln!(
-        "15 at once: the last took {:.1} s, one alone {alone:.1} s ({:.2}x); the seeder sent {:.2}x the game; {} MiB came from partial peers",
+        "15 at once: the last took {:.1} s, one alone {alone:.1} s ({:.2}x); the seeder sent {:.2}x the game; {} MiB came from partial peers; the longest any PC waited for 64 KiB: {:?} (h{})",
         run.slowest_secs,
         run.slowest_secs / alone,
         run.seeder_share,
-        run.from_partials / MIB as u64
+        run.from_partials / MIB as u64,
+        run.longest_starved.0,
+        run.longest_starved.1
+    );
+    assert!(
+        run.longest_starved.0 < STARVED,
+        "h{} received nothing for {:?}",
+        run.longest_starved.1,
+        run.longest_starved.0
     );
     assert!(
         run.slowest_secs <= 2.0 * alone,
@@ -654,10 +725,18 @@ fn a_party_that_typed_only_the_seeders_address_swarms_and_survives_a_leaver() {
     // One PC leaves mid-swarm, with what it had verified.
     let run = swarm(&party, &hosts, (mib * MIB) as u64, Some(15));
     eprintln!(
-        "typed address only: the last took {:.1} s; the seeder sent {:.2}x the game; {} MiB came from partial peers",
+        "typed address only: the last took {:.1} s; the seeder sent {:.2}x the game; {} MiB came from partial peers; the longest any PC waited for 64 KiB: {:?} (h{})",
         run.slowest_secs,
         run.seeder_share,
-        run.from_partials / MIB as u64
+        run.from_partials / MIB as u64,
+        run.longest_starved.0,
+        run.longest_starved.1
+    );
+    assert!(
+        run.longest_starved.0 < STARVED,
+        "h{} received nothing for {:?}",
+        run.longest_starved.1,
+        run.longest_starved.0
     );
     assert!(run.from_partials > 0, "the downloaders shared nothing");
 }

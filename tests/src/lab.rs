@@ -61,6 +61,27 @@ impl ShaperStats {
         })
     }
 
+    /// The statistics of the bridge ports `p0`..`p<hosts-1>` from one
+    /// `tc -s qdisc show` of the bridge namespace; a port without any reads
+    /// as zero.
+    pub fn parse_ports(text: &str, hosts: usize) -> Vec<Self> {
+        let mut all = vec![Self::default(); hosts];
+        // Each qdisc is a block starting `qdisc tbf 8001: dev p3 root ...`.
+        for block in text.split("qdisc ").filter(|b| !b.trim().is_empty()) {
+            let mut words = block.split_whitespace();
+            let Some(dev) = words.find(|w| *w == "dev").and_then(|_| words.next()) else {
+                continue;
+            };
+            let host = dev.strip_prefix('p').and_then(|n| n.parse::<usize>().ok());
+            if let (Some(host), Some(stats)) = (host, Self::parse(block))
+                && let Some(slot) = all.get_mut(host)
+            {
+                *slot = stats;
+            }
+        }
+        all
+    }
+
     /// The counts between `earlier` and `self`.
     pub fn since(self, earlier: Self) -> Self {
         Self {
@@ -285,6 +306,17 @@ impl Lab {
         ShaperStats::parse(&text).ok_or_else(|| format!("no shaper statistics in: {text}"))
     }
 
+    /// [`Lab::delivered`] for every host at once (one `tc` run), in host
+    /// order; a host without statistics reads as zero.
+    pub fn delivered_all(&self) -> Result<Vec<ShaperStats>, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.bridge, "tc", "-s", "qdisc", "show"])
+            .output()
+            .map_err(|e| format!("tc: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(ShaperStats::parse_ports(&text, self.hosts.len()))
+    }
+
     /// What the shaper on `host`'s own `eth0` has passed from `host` onto
     /// the LAN so far (its upload, every segment with its headers).
     pub fn sent(&self, host: usize) -> Result<ShaperStats, String> {
@@ -360,5 +392,21 @@ mod tests {
         assert_eq!(stats.since(earlier).bytes, 812_000_000);
         assert_eq!(stats.since(earlier).dropped, 10);
         assert!(ShaperStats::parse("qdisc noqueue 0: root").is_none());
+    }
+
+    #[test]
+    fn every_ports_stats_are_read_from_one_tc_output() {
+        let text = "qdisc noqueue 0: dev br0 root refcnt 2 \n \
+                    Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) \n\
+                    qdisc tbf 8002: dev p1 root refcnt 2 rate 50Mbit burst 256Kb lat 50ms \n \
+                    Sent 2000 bytes 2 pkt (dropped 1, overlimits 0 requeues 0) \n \
+                    backlog 0b 0p requeues 0\n\
+                    qdisc tbf 8001: dev p0 root refcnt 2 rate 50Mbit burst 256Kb lat 50ms \n \
+                    Sent 1000 bytes 1 pkt (dropped 0, overlimits 0 requeues 0) \n";
+        let all = ShaperStats::parse_ports(text, 3);
+        assert_eq!(all[0].bytes, 1000);
+        assert_eq!(all[1].bytes, 2000);
+        assert_eq!(all[1].dropped, 1);
+        assert_eq!(all[2], ShaperStats::default());
     }
 }

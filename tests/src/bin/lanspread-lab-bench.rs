@@ -305,7 +305,18 @@ fn run_party(downloaders: usize, runs: usize) -> PartyOutcome {
         lab.shape(host, 50).unwrap();
     }
     let mut seeder = serve_command(&lab, 0, &root.path().join("s0-data"), &seeder_games);
-    seeder.stderr(Stdio::null());
+    // `LANSPREAD_BENCH_LOG=DIR` keeps the seeder's log (every chunk it sent).
+    match std::env::var_os("LANSPREAD_BENCH_LOG") {
+        Some(dir) => {
+            let file = Path::new(&dir).join(format!("party_{downloaders}_seeder.log"));
+            seeder
+                .stderr(std::fs::File::create(file).unwrap())
+                .env("RUST_LOG", "info,lanspread_net::serve=debug");
+        }
+        None => {
+            seeder.stderr(Stdio::null());
+        }
+    }
     lab.spawn(seeder).unwrap();
     let seeder_addr = format!("{}:4747", lab.hosts[0].ip);
     let data = |host: usize| root.path().join(format!("d{host}-data"));
