@@ -477,6 +477,24 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_payload_is_not_hashed_again() {
+        let (tmp, store, dir, id, version) = setup();
+        // Another PC's manifest of the same payload (its own store).
+        let elsewhere = Store::open(&tmp.path().join("other")).unwrap();
+        let verified = build_manifest(&dir, &id, &version, &elsewhere)
+            .unwrap()
+            .manifest;
+        remember_payload(&dir, &verified, &store).unwrap();
+        let build = build_manifest(&dir, &id, &version, &store).unwrap();
+        assert_eq!(build.hashed_bytes, 0, "every file came from the cache");
+        assert_eq!(build.manifest, verified);
+        // A file changed since is hashed again.
+        std::fs::write(dir.join("setup.zip"), b"other bytes").unwrap();
+        let again = build_manifest(&dir, &id, &version, &store).unwrap();
+        assert_eq!(again.hashed_bytes, 11);
+    }
+
+    #[test]
     fn manifest_lists_the_payload_only_with_right_hashes() {
         let (_tmp, store, dir, id, version) = setup();
         let build = build_manifest(&dir, &id, &version, &store).unwrap();
