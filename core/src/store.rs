@@ -125,7 +125,6 @@ impl std::fmt::Debug for Store {
 }
 
 const SETTINGS_KEY: &str = "settings";
-const PEER_ID_KEY: &str = "peer_id";
 
 impl Store {
     /// Opens (creating if needed) the store inside `data_dir`.
@@ -206,30 +205,6 @@ impl Store {
             .put(&mut wtxn, SETTINGS_KEY, text.as_bytes())?;
         wtxn.commit()?;
         Ok(())
-    }
-
-    /// This install's peer id, made once and kept.
-    pub fn peer_id(&self) -> Result<[u8; 16], StoreError> {
-        {
-            let rtxn = self.env.read_txn()?;
-            if let Some(bytes) = self.meta.get(&rtxn, PEER_ID_KEY)? {
-                return <[u8; 16]>::try_from(bytes).map_err(|_| StoreError::Corrupt {
-                    table: "meta",
-                    message: format!("peer id has {} bytes, not 16", bytes.len()),
-                });
-            }
-        }
-        let mut wtxn = self.env.write_txn()?;
-        // Another thread may have made one between the two transactions.
-        if let Some(bytes) = self.meta.get(&wtxn, PEER_ID_KEY)?
-            && let Ok(id) = <[u8; 16]>::try_from(bytes)
-        {
-            return Ok(id);
-        }
-        let id: [u8; 16] = rand::random();
-        self.meta.put(&mut wtxn, PEER_ID_KEY, &id)?;
-        wtxn.commit()?;
-        Ok(id)
     }
 
     /// A one-off value of this install (the TLS identity, for example).
@@ -389,11 +364,9 @@ mod tests {
             catalog_file: None,
         };
         store.save_settings(&settings).unwrap();
-        let id = store.peer_id().unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.settings().unwrap(), settings);
-        assert_eq!(store.peer_id().unwrap(), id);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use lanspread_core::manifest::{Manifest, ManifestError};
 use lanspread_core::{GameId, GameVersion};
 use quinn::VarInt;
 
-use crate::endpoint::SERVER_NAME;
+use crate::endpoint::{SERVER_NAME, remote_peer_id};
 use crate::proto::{
     self, AnnouncedGame, FrameError, MAX_MANIFEST_FRAME_BYTES, MAX_RESPONSE_FRAME_BYTES, PeerHello,
     Request, Response, WireError,
@@ -32,6 +32,8 @@ pub enum ClientError {
     Unexpected(&'static str),
     #[error("stream: {0}")]
     Stream(String),
+    #[error("the peer claims an id its certificate does not prove (an impostor)")]
+    NotItsId,
 }
 
 impl ClientError {
@@ -68,6 +70,8 @@ pub struct LibraryAnswer {
 #[derive(Debug, Clone)]
 pub struct PeerClient {
     connection: quinn::Connection,
+    /// The peer id its certificate proves.
+    proven_id: Option<[u8; 16]>,
 }
 
 impl PeerClient {
@@ -81,7 +85,17 @@ impl PeerClient {
             .connect(addr, SERVER_NAME)
             .map_err(|e| connect_err(e.to_string()))?;
         let connection = connecting.await.map_err(|e| connect_err(e.to_string()))?;
-        Ok(Self { connection })
+        let proven_id = remote_peer_id(&connection);
+        Ok(Self {
+            connection,
+            proven_id,
+        })
+    }
+
+    /// The peer id the peer's certificate proves (the handshake checked
+    /// that it holds the key).
+    pub fn proven_id(&self) -> Option<[u8; 16]> {
+        self.proven_id
     }
 
     pub fn remote_address(&self) -> SocketAddr {
@@ -120,7 +134,8 @@ impl PeerClient {
             .request(&Request::Hello(ours.clone()), MAX_RESPONSE_FRAME_BYTES)
             .await?
         {
-            (Response::Hello(theirs), _) => Ok(theirs),
+            (Response::Hello(theirs), _) if Some(theirs.peer_id) == self.proven_id => Ok(theirs),
+            (Response::Hello(_), _) => Err(ClientError::NotItsId),
             (other, _) => Err(ClientError::Unexpected(kind(&other))),
         }
     }

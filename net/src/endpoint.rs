@@ -4,8 +4,10 @@
 //! Every connection is encrypted (TLS 1.3 inside QUIC). Each install makes a
 //! self-signed certificate once (rcgen) and keeps it in the store. Peers are
 //! not authenticated by a certificate authority — there is none at a LAN
-//! party — so the client accepts any certificate but still checks that the
-//! server proves possession of its key.
+//! party — so both sides accept any certificate but check that the other
+//! proves possession of its key (client certificates are required). A
+//! peer's id is derived from its certificate's public key
+//! ([`peer_id_of_cert`]): no PC can claim another's id without its key.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +15,11 @@ use std::time::Duration;
 
 use lanspread_core::Store;
 use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::DistinguishedName;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::proto::ALPN;
@@ -52,25 +56,62 @@ pub enum EndpointError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the stored TLS certificate is unreadable: {0}")]
+    BadCertificate(String),
     #[error(transparent)]
     Store(#[from] lanspread_core::store::StoreError),
 }
 
-/// This install's certificate and key.
+/// A peer's id: the first 16 bytes of the BLAKE3 hash of its certificate's
+/// public key (SubjectPublicKeyInfo, DER).
+pub fn peer_id_of_cert(cert: &CertificateDer<'_>) -> Result<[u8; 16], webpki::Error> {
+    let parsed = webpki::EndEntityCert::try_from(cert)?;
+    let spki = parsed.subject_public_key_info();
+    let hash = blake3::hash(spki.as_ref());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hash.as_bytes()[..16]);
+    Ok(id)
+}
+
+/// The id proven by the certificate the other end of `connection` showed
+/// in the handshake (`None` if it showed none that parses).
+pub fn remote_peer_id(connection: &quinn::Connection) -> Option<[u8; 16]> {
+    let identity = connection.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    peer_id_of_cert(certs.first()?).ok()
+}
+
+/// This install's certificate and key, and the peer id they prove.
 #[derive(Debug, Clone)]
 pub struct TlsIdentity {
     cert_der: Vec<u8>,
     key_der: Vec<u8>,
+    peer_id: [u8; 16],
 }
 
 impl TlsIdentity {
     /// A new self-signed identity.
     pub fn generate() -> Result<Self, EndpointError> {
         let certified = rcgen::generate_simple_self_signed(vec!["lanspread.local".to_owned()])?;
+        Self::from_der(
+            certified.cert.der().to_vec(),
+            certified.signing_key.serialize_der(),
+        )
+    }
+
+    fn from_der(cert_der: Vec<u8>, key_der: Vec<u8>) -> Result<Self, EndpointError> {
+        let peer_id = peer_id_of_cert(&CertificateDer::from(cert_der.as_slice()))
+            .map_err(|e| EndpointError::BadCertificate(e.to_string()))?;
         Ok(Self {
-            cert_der: certified.cert.der().to_vec(),
-            key_der: certified.signing_key.serialize_der(),
+            cert_der,
+            key_der,
+            peer_id,
         })
+    }
+
+    /// The id this identity proves (see [`peer_id_of_cert`]).
+    pub fn peer_id(&self) -> [u8; 16] {
+        self.peer_id
     }
 
     /// The identity kept in the store, made on first use.
@@ -78,7 +119,7 @@ impl TlsIdentity {
         if let (Some(cert_der), Some(key_der)) =
             (store.meta(TLS_CERT_KEY)?, store.meta(TLS_KEY_KEY)?)
         {
-            return Ok(Self { cert_der, key_der });
+            return Self::from_der(cert_der, key_der);
         }
         let identity = Self::generate()?;
         store.put_meta(&[
@@ -116,9 +157,10 @@ fn transport() -> Arc<TransportConfig> {
 fn server_config(identity: &TlsIdentity) -> Result<quinn::ServerConfig, EndpointError> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
     let cert = CertificateDer::from(identity.cert_der.clone());
-    let mut crypto = rustls::ServerConfig::builder_with_provider(provider())
+    let provider = provider();
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(AnyPeerCertificate(provider)))
         .with_single_cert(vec![cert], key)?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
@@ -128,13 +170,15 @@ fn server_config(identity: &TlsIdentity) -> Result<quinn::ServerConfig, Endpoint
     Ok(config)
 }
 
-fn client_config() -> Result<quinn::ClientConfig, EndpointError> {
+fn client_config(identity: &TlsIdentity) -> Result<quinn::ClientConfig, EndpointError> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
+    let cert = CertificateDer::from(identity.cert_der.clone());
     let provider = provider();
     let mut crypto = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyPeerCertificate(provider)))
-        .with_no_client_auth();
+        .with_client_auth_cert(vec![cert], key)?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
         .map_err(|e| EndpointError::Quic(e.to_string()))?;
@@ -161,7 +205,7 @@ pub fn open_endpoint(
         runtime,
     )
     .map_err(bind_err)?;
-    endpoint.set_default_client_config(client_config()?);
+    endpoint.set_default_client_config(client_config(identity)?);
     Ok(endpoint)
 }
 
@@ -193,9 +237,10 @@ fn grow_socket_buffers(socket: &std::net::UdpSocket) {
 /// The name the client asks for; every lanspread certificate carries it.
 pub const SERVER_NAME: &str = "lanspread.local";
 
-/// Accepts any peer certificate (there is no authority at a LAN party), but
-/// verifies the handshake signature, so the connection is encrypted to the
-/// holder of that certificate's key.
+/// Accepts any peer certificate, server's or client's (there is no
+/// authority at a LAN party), but verifies the handshake signature, so the
+/// connection is encrypted to, and the peer id proven by, the holder of
+/// that certificate's key.
 #[derive(Debug)]
 struct AnyPeerCertificate(Arc<CryptoProvider>);
 
@@ -241,6 +286,43 @@ impl ServerCertVerifier for AnyPeerCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for AnyPeerCertificate {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls12_signature(self, message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        ServerCertVerifier::verify_tls13_signature(self, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ServerCertVerifier::supported_verify_schemes(self)
     }
 }
 

@@ -19,9 +19,9 @@ use lanspread_core::manifest::Manifest;
 use lanspread_core::{Blake3Hash, GameId, GameVersion};
 
 /// ALPN protocol id; bump the number for an incompatible wire change.
-pub const ALPN: &[u8] = b"lanspread/3";
+pub const ALPN: &[u8] = b"lanspread/4";
 /// The protocol version carried in hello, for display.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest request frame a server accepts.
 pub const MAX_REQUEST_FRAME_BYTES: u32 = 16 * 1024;

@@ -88,6 +88,13 @@ pub struct PeerState {
     pub chunks_served: u64,
     /// The last scan of the games folder.
     pub library: Option<Arc<lanspread_core::LibraryScan>>,
+    /// When a peer last joined, left or changed what it offers (a download
+    /// votes once the table has been quiet for a moment).
+    pub table_changed_at: Option<std::time::Instant>,
+    /// Typed-in addresses whose first attempt has not ended yet: not
+    /// answered with a library, not failed (a download waits for them,
+    /// for a bounded time, before it votes).
+    pub unanswered_typed: std::collections::BTreeSet<SocketAddr>,
 }
 
 /// Something that happened, for logs and the GUI.
@@ -234,10 +241,8 @@ impl PeerHandle {
             Some(store) => TlsIdentity::load_or_create(store)?,
             None => TlsIdentity::generate()?,
         };
-        let peer_id: [u8; 16] = match &store {
-            Some(store) => store.peer_id()?,
-            None => rand::random(),
-        };
+        // The id is the certificate's: a PC proves it in every handshake.
+        let peer_id = identity.peer_id();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);

@@ -180,6 +180,7 @@ async fn serve_connection(
     let turn = Arc::new(tokio::sync::Mutex::new(()));
     // Requests in the order they came, for the chunks' send priorities.
     let mut arrived: u32 = 0;
+    let proven_id = crate::endpoint::remote_peer_id(&connection);
     let mut requests = JoinSet::new();
     loop {
         let (mut send, recv) = tokio::select! {
@@ -211,6 +212,7 @@ async fn serve_connection(
                         remote,
                         turn: &turn,
                         order,
+                        proven_id,
                     };
                     handle_stream(&context, &stream, &mut send, recv, &token).await;
                 });
@@ -238,6 +240,8 @@ struct ServedStream<'a> {
     turn: &'a tokio::sync::Mutex<()>,
     /// The request's place among the connection's requests (1, 2, ...).
     order: u32,
+    /// The peer id the connection's client certificate proves.
+    proven_id: Option<[u8; 16]>,
 }
 
 async fn handle_stream(
@@ -271,6 +275,14 @@ async fn handle_stream(
     let _ = recv.stop(VarInt::from_u32(0));
     match request {
         Request::Hello(theirs) => {
+            // The id it says must be the one its certificate proves.
+            if stream.proven_id != Some(theirs.peer_id) {
+                let error = WireError::new(
+                    ErrorCode::BadRequest,
+                    "the peer id in your hello is not the one your certificate proves",
+                );
+                return respond(send, &Response::Error(error)).await;
+            }
             // Its serving address: the same socket it connected from, at
             // the port it says it listens on.
             let _ = context

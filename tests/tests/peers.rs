@@ -606,3 +606,103 @@ fn a_capped_seeder_shares_its_uplink_per_pc_not_per_request() {
         );
     }
 }
+
+/// A PC that answers hellos with another PC's id (public in its mDNS name)
+/// is refused: the id is the certificate's, which it cannot prove. The
+/// honest PC is listed, at its own address, whichever came first.
+#[test]
+fn a_peer_claiming_another_pcs_id_is_refused() {
+    let catalog = catalog();
+    let honest = TestPeer::start(None, &catalog, &[]);
+    let honest_id = honest.handle.peer_id();
+    let mut claimed = [0u8; 16];
+    for (i, byte) in claimed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&honest_id[2 * i..2 * i + 2], 16).unwrap();
+    }
+    // The impostor: a bare endpoint with its own certificate that answers
+    // every hello with the honest PC's id.
+    let rt = runtime();
+    let impostor = rt.block_on(async {
+        open_endpoint(
+            "127.0.0.1:0".parse().unwrap(),
+            &TlsIdentity::generate().unwrap(),
+        )
+        .unwrap()
+    });
+    let impostor_addr = impostor.local_addr().unwrap();
+    let hellos = std::sync::Arc::new(AtomicU64::new(0));
+    let answered = hellos.clone();
+    rt.spawn(async move {
+        while let Some(incoming) = impostor.accept().await {
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else {
+                    return;
+                };
+                // Other requests (the library long-poll) are held unanswered,
+                // so a session that took the lie would stay.
+                let mut held = Vec::new();
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    let request = proto::read_frame::<Request>(&mut recv, 1 << 16).await;
+                    if !matches!(request, Ok(Request::Hello(_))) {
+                        held.push((send, recv));
+                        continue;
+                    }
+                    if let Ok(Request::Hello(theirs)) = request {
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let lie = lanspread_net::proto::PeerHello {
+                            peer_id: claimed,
+                            ..theirs
+                        };
+                        let _ = proto::write_frame(&mut send, &Response::Hello(lie)).await;
+                        let _ = send.finish();
+                    }
+                }
+            });
+        }
+    });
+    // The impostor is asked first; the honest PC is added once it lied.
+    let watcher = TestPeer::start(None, &catalog, &[impostor_addr]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hellos.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the impostor was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    watcher
+        .handle
+        .add_peer_blocking(&honest.addr().to_string())
+        .unwrap();
+    assert!(
+        watcher.handle.wait_until(Duration::from_secs(10), |s| s
+            .peers
+            .get(&honest_id)
+            .is_some_and(|p| p.addr == honest.addr())),
+        "the honest PC is listed at its own address"
+    );
+    assert!(
+        !watcher
+            .handle
+            .state()
+            .peers
+            .values()
+            .any(|p| p.addr == impostor_addr),
+        "the impostor is not listed"
+    );
+    // The other way round: a client claiming the honest id in its hello
+    // is refused by a server.
+    rt.block_on(async {
+        let client = connect(honest.addr()).await;
+        let hello = lanspread_net::proto::PeerHello {
+            peer_id: claimed,
+            name: "impostor".into(),
+            protocol_version: lanspread_net::proto::PROTOCOL_VERSION,
+            catalog_fingerprint: [0; 32],
+            listen_port: 1,
+        };
+        match client.hello(&hello).await {
+            Err(ClientError::Refused(error)) => assert_eq!(error.code, ErrorCode::BadRequest),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    });
+}
