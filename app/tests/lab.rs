@@ -740,3 +740,76 @@ fn a_party_that_typed_only_the_seeders_address_swarms_and_survives_a_leaver() {
     );
     assert!(run.from_partials > 0, "the downloaders shared nothing");
 }
+
+/// One honest PC and one PC running three instances with a tampered copy
+/// (same sizes, flipped bytes), all typed in: the three instances are one
+/// voice, so the download refuses a 1 vs 1 conflict and installs nothing.
+/// A second honest PC then outvotes them.
+#[test]
+fn three_instances_on_one_pc_are_one_voice() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut party) = Party::new(4) else {
+        return;
+    };
+    let version = catalog_version();
+    seed(&party, &[0, 1], 8, &version);
+    let tampered = party.games(1).join("ut2004/ut2004.pak");
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    for byte in bytes.iter_mut().step_by(4096) {
+        *byte ^= 0x55;
+    }
+    std::fs::write(&tampered, bytes).unwrap();
+    party.serve(0, &["--no-discovery"]);
+    let mut typed = vec![format!("{}:4747", party.lab.hosts[0].ip)];
+    for port in [4747, 4748, 4749] {
+        let data = party.root.path().join(format!("h1/data{port}"));
+        let mut cmd = party.lab.command(1, BIN);
+        cmd.arg("--data")
+            .arg(&data)
+            .args([
+                "serve",
+                "--no-discovery",
+                "--listen",
+                &format!("0.0.0.0:{port}"),
+            ])
+            .args(["--name", &format!("h1-{port}"), "--games"])
+            .arg(party.games(1))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        party.lab.spawn(cmd).unwrap();
+        typed.push(format!("{}:{port}", party.lab.hosts[1].ip));
+    }
+    let mut args = vec!["--no-discovery"];
+    for addr in &typed {
+        args.extend(["--peer", addr.as_str()]);
+    }
+    party.serve(2, &args);
+    party.wait_for_sources(
+        2,
+        &["h0", "h1-4747", "h1-4748", "h1-4749"].map(str::to_owned),
+    );
+    let out = party.run(2, &["get", "ut2004", "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a 1 vs 1 conflict was installed");
+    assert!(err.contains("disagree"), "{err}");
+    assert!(!party.games(2).join("ut2004").exists(), "nothing installed");
+    // A second honest PC: 2 voices against 1.
+    seed(&party, &[3], 8, &version);
+    // It types h2's address; h2 follows a PC that connects to it.
+    let h2 = format!("{}:4747", party.lab.hosts[2].ip);
+    party.serve(3, &["--no-discovery", "--peer", &h2]);
+    party.wait_for_sources(2, &["h3".to_owned()]);
+    let report = party.get(2, "ut2004");
+    same_game(&party.games(0), &party.games(2));
+    for port in [4747, 4748, 4749] {
+        let addr = format!("{}:{port}", party.lab.hosts[1].ip);
+        let liar = report["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["addr"] == addr.as_str())
+            .unwrap_or_else(|| panic!("{addr} is not in {report}"));
+        assert_eq!(liar["bytes"], 0);
+        assert_eq!(liar["dropped"], true);
+    }
+}

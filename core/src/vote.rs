@@ -135,6 +135,49 @@ pub fn majority_manifest<K: Clone + Display>(
     })
 }
 
+/// The vote with one voice per host: peers on one host (one PC running
+/// several instances, several PCs behind one NAT address) count once, with
+/// the manifest most of them offer (the first offered on a tie). Every
+/// peer whose manifest is then exactly the majority's is a source; the
+/// others are rejected with a reason.
+pub fn majority_by_host<K: Clone + Display, H: Ord>(
+    candidates: Vec<(K, H, Manifest)>,
+) -> Result<Vote<K>, VoteError> {
+    // host -> manifest digest -> (peers offering it, first of them)
+    let mut hosts: BTreeMap<&H, BTreeMap<Blake3Hash, (usize, usize)>> = BTreeMap::new();
+    for (index, (_, host, manifest)) in candidates.iter().enumerate() {
+        hosts
+            .entry(host)
+            .or_default()
+            .entry(manifest.digest())
+            .or_insert((0, index))
+            .0 += 1;
+    }
+    let voices: Vec<(usize, Manifest)> = hosts
+        .values()
+        .filter_map(|offers| {
+            let (_, first) = offers
+                .values()
+                .max_by_key(|(count, first)| (*count, std::cmp::Reverse(*first)))?;
+            Some((*first, candidates[*first].2.clone()))
+        })
+        .collect();
+    let manifest = majority_manifest(voices)?.manifest;
+    let mut agreeing = Vec::new();
+    let mut rejected = Vec::new();
+    for (key, _, theirs) in candidates {
+        match disagreement(&manifest, &theirs) {
+            None => agreeing.push(key),
+            Some(reason) => rejected.push((key, reason)),
+        }
+    }
+    Ok(Vote {
+        manifest,
+        agreeing,
+        rejected,
+    })
+}
+
 /// How `theirs` differs from the majority, in words; `None` if it does not.
 fn disagreement(majority: &Manifest, theirs: &Manifest) -> Option<String> {
     if theirs.chunk_len_bytes != majority.chunk_len_bytes {
@@ -216,6 +259,47 @@ mod tests {
             "{reasons:?}"
         );
         assert!(reasons["p4"].contains("99999 bytes"), "{reasons:?}");
+    }
+
+    #[test]
+    fn one_host_has_one_voice_whatever_its_number_of_peers() {
+        let honest = manifest(&[("a.zip", 100_000, 1)]);
+        let tampered = manifest(&[("a.zip", 100_000, 9)]);
+        // One honest PC against three instances on one other PC: 1 vs 1.
+        let one_honest = vec![
+            ("h0", "10.0.0.1", honest.clone()),
+            ("h1a", "10.0.0.2", tampered.clone()),
+            ("h1b", "10.0.0.2", tampered.clone()),
+            ("h1c", "10.0.0.2", tampered.clone()),
+        ];
+        assert!(matches!(
+            majority_by_host(one_honest),
+            Err(VoteError::NoMajority { .. })
+        ));
+        // Two honest PCs: they win, and the three instances are named.
+        let two_honest = vec![
+            ("h0", "10.0.0.1", honest.clone()),
+            ("h1a", "10.0.0.2", tampered.clone()),
+            ("h1b", "10.0.0.2", tampered.clone()),
+            ("h1c", "10.0.0.2", tampered.clone()),
+            ("h3", "10.0.0.3", honest.clone()),
+        ];
+        let vote = majority_by_host(two_honest).unwrap();
+        assert_eq!(vote.manifest, honest);
+        assert_eq!(vote.agreeing, ["h0", "h3"]);
+        assert_eq!(vote.rejected.len(), 3);
+        // A host whose instances disagree speaks with its majority; its
+        // honest instance is still a source.
+        let split_host = vec![
+            ("h0", "10.0.0.1", honest.clone()),
+            ("h1a", "10.0.0.2", tampered.clone()),
+            ("h1b", "10.0.0.2", honest.clone()),
+            ("h1c", "10.0.0.2", tampered),
+            ("h3", "10.0.0.3", honest.clone()),
+        ];
+        let vote = majority_by_host(split_host).unwrap();
+        assert_eq!(vote.manifest, honest);
+        assert_eq!(vote.agreeing, ["h0", "h1b", "h3"]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::client::{ClientError, PeerClient};
 use crate::proto::{AnnouncedGame, PeerHello, clean_name};
 use crate::runtime::{Event, PeerState};
 use crate::serve::CatalogCell;
+use lanspread_core::{Blake3Hash, GameId, GameVersion};
 
 /// The DNS-SD service type lanspread announces.
 pub const SERVICE_TYPE: &str = "_lanspread._udp.local.";
@@ -168,6 +169,11 @@ impl PeerDirectory {
         let Some(token) = self.claim(addr, source) else {
             return;
         };
+        if source == PeerSource::Manual {
+            self.inner.state.send_modify(|state| {
+                state.unanswered_typed.insert(addr);
+            });
+        }
         let this = self.clone();
         let span = tracing::info_span!("peer", %addr, ?source);
         self.inner.tasks.spawn(
@@ -176,7 +182,12 @@ impl PeerDirectory {
                 let mut failures = 0;
                 loop {
                     let started = std::time::Instant::now();
-                    match this.run_session(addr, source, &token).await {
+                    let end = this.run_session(addr, source, &token).await;
+                    // Answered (or not) once: a download need not wait for it.
+                    this.inner
+                        .state
+                        .send_if_modified(|state| state.unanswered_typed.remove(&addr));
+                    match end {
                         SessionEnd::Myself => {
                             tracing::debug!("that address is this PC; not following it");
                             break;
@@ -304,6 +315,7 @@ impl PeerDirectory {
                 return false;
             }
             state.peers.insert(id.clone(), peer.clone());
+            state.table_changed_at = Some(Instant::now());
             inserted = true;
             true
         });
@@ -321,6 +333,7 @@ impl PeerDirectory {
         client.close();
         self.inner.state.send_modify(|state| {
             state.peers.remove(&id);
+            state.table_changed_at = Some(Instant::now());
         });
         tracing::info!(peer = %id, "peer left");
         let _ = self.inner.events.send(Event::PeerLeft { id });
@@ -361,13 +374,29 @@ impl PeerDirectory {
                     return false;
                 };
                 peer.last_seen = Instant::now();
-                if changed {
-                    peer.games = answer.games;
-                    peer.library_revision = Some(answer.revision);
-                    peer.catalog_fingerprint = answer.catalog_fingerprint;
-                    peer.same_catalog = answer.catalog_fingerprint == ours;
+                if !changed {
+                    return false;
                 }
-                changed
+                // Partial downloads' have-maps move all the time; what
+                // settles a vote is who holds which game whole.
+                let whole = |games: &[AnnouncedGame]| -> Vec<(GameId, GameVersion, Blake3Hash)> {
+                    games
+                        .iter()
+                        .filter(|g| g.is_whole())
+                        .map(|g| (g.id.clone(), g.version.clone(), g.manifest_digest))
+                        .collect()
+                };
+                let games_changed = whole(&peer.games) != whole(&answer.games);
+                peer.games = answer.games;
+                peer.library_revision = Some(answer.revision);
+                peer.catalog_fingerprint = answer.catalog_fingerprint;
+                peer.same_catalog = answer.catalog_fingerprint == ours;
+                let addr = peer.addr;
+                if games_changed {
+                    state.table_changed_at = Some(Instant::now());
+                }
+                state.unanswered_typed.remove(&addr);
+                true
             });
             if changed {
                 let _ = self

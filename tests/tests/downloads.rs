@@ -501,3 +501,65 @@ fn a_downloader_serves_what_it_verified_and_pausing_stops_those_uploads() {
     assert!(from_first.bytes > 0, "{report:?}");
     assert!(from_first.dropped, "{from_first:?}");
 }
+
+/// A folder of ut2004 like [`ut_folder`] with bytes flipped in its big
+/// file (same sizes): its manifest disagrees with the honest one.
+fn tampered_folder(catalog: &GameCatalog, mib: usize, seed: u64) -> GamesFolder {
+    let folder = ut_folder(catalog, mib, seed);
+    let path = folder.game_dir("ut2004").join("ut2004.zip");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for byte in bytes.iter_mut().step_by(4096) {
+        *byte ^= 0x55;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    folder
+}
+
+/// One honest seeder and one with a tampered copy, both typed in, the
+/// download asked for at once: the vote waits for both and a 1 vs 1
+/// conflict installs nothing, whichever address comes first.
+#[test]
+fn a_one_against_one_conflict_installs_nothing_in_either_order() {
+    let catalog = catalog();
+    let honest_folder = ut_folder(&catalog, 4, 5);
+    let tampered = tampered_folder(&catalog, 4, 5);
+    let honest = seeder(&honest_folder, &catalog, None, &[]);
+    let liar = seeder(&tampered, &catalog, None, &[]);
+    for order in [[honest.addr(), liar.addr()], [liar.addr(), honest.addr()]] {
+        let target = GamesFolder::new();
+        let peer = TestPeer::start(Some(target.path()), &catalog, &order);
+        let err = peer.download("ut2004").unwrap_err();
+        assert!(err.contains("disagree"), "{err}");
+        assert!(!target.game_dir("ut2004").exists(), "nothing is installed");
+    }
+}
+
+/// A download from one honest seeder, and two PCs with another copy join
+/// before it ends: just before the swap the copy downloaded no longer has
+/// the majority, so nothing is installed (and the chunks stay for later).
+#[test]
+fn a_majority_that_changed_before_the_swap_stops_the_install() {
+    let catalog = catalog();
+    let honest_folder = ut_folder(&catalog, 8, 6);
+    let honest = seeder(&honest_folder, &catalog, Some(16), &[]);
+    let (target, peer) = downloader(&catalog, &[honest.addr()], 1);
+    let ut = id("ut2004");
+    let answer = peer.ask(|reply| Command::Download { game: ut, reply });
+    wait_for_progress(&peer, 0.1);
+    let others: Vec<GamesFolder> = (0..2).map(|_| tampered_folder(&catalog, 8, 6)).collect();
+    let liars: Vec<TestPeer> = others
+        .iter()
+        .map(|f| seeder(f, &catalog, None, &[]))
+        .collect();
+    for liar in &liars {
+        peer.handle
+            .add_peer_blocking(&liar.addr().to_string())
+            .unwrap();
+    }
+    let err = answer.blocking_recv().unwrap().unwrap_err();
+    assert!(err.contains("no longer has the majority"), "{err}");
+    assert!(!target.game_dir("ut2004").exists(), "nothing is installed");
+    // The verified chunks stay for a later download.
+    let staged = target.path().join(".lanspread-staging").join("ut2004");
+    assert!(staged.is_dir(), "the staging is kept");
+}

@@ -23,7 +23,8 @@ mod staging;
 pub use progress::{DownloadProgress, DownloadReport, PeerShare, Phase, SpeedMeter};
 pub use staging::{Journal, staging_dir, staging_root};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +34,7 @@ use lanspread_core::download::{Action, ChunkPlan, Delivery, DownloadMachine, Fai
 use lanspread_core::manifest::{Manifest, remember_payload};
 use lanspread_core::ops::{OpError, swap_in};
 use lanspread_core::transfers::TransferError;
-use lanspread_core::vote::{VoteError, majority_manifest};
+use lanspread_core::vote::{VoteError, majority_by_host};
 use lanspread_core::{Blake3Hash, GameCatalog, GameId, GameVersion, OutboundTransfers, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -47,9 +48,13 @@ use crate::swarm::{PartialGame, PartialShares};
 
 /// How long to wait for manifests.
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for a first source when none is known yet (the peer
-/// table may still be filling after start).
+/// How long to wait, at most, for the peer table to settle before the vote:
+/// a first source, every typed-in address answered once, and
+/// [`SETTLE_QUIET`] without a peer joining, leaving or changing what it
+/// holds whole.
 pub const SOURCE_WAIT: Duration = Duration::from_secs(5);
+/// How long the peer table must have been quiet before a vote.
+pub const SETTLE_QUIET: Duration = Duration::from_millis(500);
 /// Free space kept beyond the payload.
 pub const SPACE_MARGIN_BYTES: u64 = 32 * 1024 * 1024;
 /// How often progress is published, stalls are checked and new sources
@@ -97,6 +102,67 @@ pub enum DownloadError {
     Op(#[from] OpError),
     #[error("the download was cancelled; it resumes where it stopped next time")]
     Cancelled,
+    #[error(
+        "the copy of {game} downloaded no longer has the majority of the PCs holding it ({detail}); nothing was installed, and the verified chunks are kept"
+    )]
+    MajorityLost { game: GameId, detail: String },
+}
+
+/// Whose voice a peer at `addr` is in the vote: its host (IP address). On
+/// loopback, peers on this very PC (tests, or instances a user started
+/// side by side), each port is its own.
+fn voter(addr: SocketAddr) -> (IpAddr, u16) {
+    let ip = addr.ip().to_canonical();
+    if ip.is_loopback() {
+        (ip, addr.port())
+    } else {
+        (ip, 0)
+    }
+}
+
+/// Checks, just before the swap, that `digest` (the manifest downloaded)
+/// still has a strict majority of the hosts holding the game whole at
+/// `version` in the peer table now (each host counted once, with the
+/// digest most of its peers announce). With no whole holder left, the
+/// vote taken at the start stands.
+fn still_the_majority(
+    state: &PeerState,
+    game: &GameId,
+    version: &GameVersion,
+    digest: &lanspread_core::Blake3Hash,
+) -> Result<(), String> {
+    let mut hosts: BTreeMap<(IpAddr, u16), BTreeMap<lanspread_core::Blake3Hash, usize>> =
+        BTreeMap::new();
+    for peer in state.peers.values() {
+        if let Some(held) = peer
+            .games
+            .iter()
+            .find(|g| &g.id == game && &g.version == version && g.is_whole())
+        {
+            *hosts
+                .entry(voter(peer.addr))
+                .or_default()
+                .entry(held.manifest_digest)
+                .or_default() += 1;
+        }
+    }
+    let agreeing = hosts
+        .values()
+        .filter(|offers| {
+            offers
+                .iter()
+                .max_by_key(|(_, count)| **count)
+                .is_some_and(|(theirs, _)| theirs == digest)
+        })
+        .count();
+    if hosts.is_empty() || agreeing * 2 > hosts.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{agreeing} of the {} PCs holding it now have this copy",
+            hosts.len()
+        ))
+    }
 }
 
 /// A peer that can serve the game.
@@ -196,17 +262,28 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     };
     (job.on_progress)(&progress);
 
-    // 1. Sources, waiting briefly for the peer table to fill.
+    // 1. Sources, once the peer table settled (for a bounded time): the
+    //    vote is taken over everyone present, not whoever answered first.
     let mut peers = job.peers.clone();
-    let wait = tokio::time::timeout(SOURCE_WAIT, async {
-        let _ = peers
-            .wait_for(|s| !sources(s, &job.game, &version, None).is_empty())
-            .await;
-    });
-    tokio::select! {
-        biased;
-        () = job.cancel.cancelled() => return Err(DownloadError::Cancelled),
-        _ = wait => {}
+    let settle_by = tokio::time::Instant::now() + SOURCE_WAIT;
+    loop {
+        let quiet_in = {
+            let state = peers.borrow_and_update();
+            let quiet_for = state.table_changed_at.map_or(SETTLE_QUIET, |t| t.elapsed());
+            let ready = !sources(&state, &job.game, &version, None).is_empty()
+                && state.unanswered_typed.is_empty();
+            ready.then(|| SETTLE_QUIET.saturating_sub(quiet_for))
+        };
+        if quiet_in == Some(Duration::ZERO) || tokio::time::Instant::now() >= settle_by {
+            break;
+        }
+        let wake = quiet_in.map_or(settle_by, |d| tokio::time::Instant::now() + d);
+        tokio::select! {
+            biased;
+            () = job.cancel.cancelled() => return Err(DownloadError::Cancelled),
+            _ = peers.changed() => {}
+            () = tokio::time::sleep_until(wake.min(settle_by)) => {}
+        }
     }
     let candidates = sources(&job.peers.borrow(), &job.game, &version, None);
     if candidates.is_empty() {
@@ -253,7 +330,14 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
             reasons,
         });
     }
-    let vote = majority_manifest(offered)?;
+    let offered = offered
+        .into_iter()
+        .map(|(index, manifest)| {
+            let host = voter(candidates[index].client.remote_address());
+            (index, host, manifest)
+        })
+        .collect();
+    let vote = majority_by_host(offered)?;
     for index in &vote.agreeing {
         used.push(candidates[*index].clone());
     }
@@ -346,6 +430,17 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     }
     let staging_dir = staging.dir.clone();
     drop(staging);
+    // (The table's read lock is let go before progress is published.)
+    let majority = still_the_majority(&job.peers.borrow(), &job.game, &version, &manifest.digest());
+    if let Err(detail) = majority {
+        progress.phase = Phase::Failed;
+        progress.error = Some(detail.clone());
+        (job.on_progress)(&progress);
+        return Err(DownloadError::MajorityLost {
+            game: job.game.clone(),
+            detail,
+        });
+    }
     progress.phase = Phase::Swapping;
     (job.on_progress)(&progress);
     let guard = job.transfers.begin_operation(&job.game).await?;
