@@ -57,14 +57,37 @@ pub fn saved_settings(global: &GlobalArgs) -> Option<Settings> {
     }
 }
 
-/// The catalog for a headless command, with its warning printed to stderr.
-pub fn catalog_for_cli(global: &GlobalArgs) -> GameCatalog {
+/// A mistake in what was typed: the command exits with code 2, as for a
+/// bad argument, and does nothing.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The catalog for a headless command. A `--catalog FILE` given on the
+/// command line must load: a typo would otherwise serve the embedded
+/// catalog's versions to the whole party. Only the catalog saved in the
+/// settings falls back to the embedded one, with a warning on stderr.
+pub fn catalog_for_cli(global: &GlobalArgs) -> anyhow::Result<GameCatalog> {
+    if let Some(path) = &global.catalog {
+        return GameCatalog::from_file(path).map_err(|err| {
+            anyhow::Error::new(UsageError(format!(
+                "{err}; fix the file or leave out --catalog to use the embedded catalog"
+            )))
+        });
+    }
     let settings = saved_settings(global);
     let loaded = load_catalog(catalog_override(global, settings.as_ref()));
     if let Some(warning) = &loaded.warning {
         eprintln!("lanspread: warning: {warning}");
     }
-    loaded.catalog
+    Ok(loaded.catalog)
 }
 
 /// Sizes for people: `5.5 GiB`, `640 MiB`.

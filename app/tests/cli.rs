@@ -145,25 +145,37 @@ fn an_organisers_catalog_replaces_the_embedded_one() {
 }
 
 #[test]
-fn a_broken_catalog_is_named_and_the_embedded_one_kept() {
+fn a_broken_or_missing_catalog_given_on_the_command_line_is_an_error() {
     let data = tempfile::tempdir().unwrap();
     let broken = data.path().join("party.ron");
     std::fs::write(&broken, "(\n  edition: \"x\",\n  games: [ (id: 7) ],\n)\n").unwrap();
-    let out = lanspread(&data)
-        .arg("--catalog")
-        .arg(&broken)
-        .args(["catalog", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("party.ron") && stderr.contains("line 3"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("embedded catalog"), "{stderr}");
-    let games: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(games.as_array().unwrap().len() >= 40);
+    let games = tempfile::tempdir().unwrap();
+    for (file, needle) in [
+        (&broken, "line 3"),
+        (&data.path().join("missing.ron"), "missing.ron"),
+    ] {
+        for args in [
+            vec!["catalog", "--json"],
+            vec![
+                "serve",
+                "--no-discovery",
+                "--listen",
+                "127.0.0.1:0",
+                "--games",
+            ],
+        ] {
+            let mut cmd = lanspread(&data);
+            cmd.arg("--catalog").arg(file).args(&args);
+            if args[0] == "serve" {
+                cmd.arg(games.path());
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(needle), "{stderr}");
+            assert!(out.stdout.is_empty(), "nothing was listed or served");
+        }
+    }
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub fn run(global: &GlobalArgs, args: &CatalogArgs) -> anyhow::Result<()> {
     if let Some(CatalogAction::Load { file }) = &args.action {
         return super::ops::load_catalog(global, file);
     }
-    let catalog = catalog_for_cli(global);
+    let catalog = catalog_for_cli(global)?;
     let rows: Vec<CatalogRow<'_>> = catalog
         .entries()
         .map(|e| CatalogRow {

@@ -31,7 +31,7 @@ pub struct LanArgs {
 /// returns what it saw.
 fn look_around(global: &GlobalArgs, args: &LanArgs) -> anyhow::Result<(GameCatalog, PeerState)> {
     init_logging("warn");
-    let catalog = catalog_for_cli(global);
+    let catalog = catalog_for_cli(global)?;
     let mut config = PeerConfig::loopback(catalog.clone());
     config.listen = SocketAddr::from(([0, 0, 0, 0], 0));
     config.name = default_display_name();

@@ -36,7 +36,7 @@ struct LibraryRow {
 }
 
 pub fn run(global: &GlobalArgs, args: &LibraryArgs) -> anyhow::Result<()> {
-    let catalog = catalog_for_cli(global);
+    let catalog = catalog_for_cli(global)?;
     let scan = scan_library(&args.games, &catalog)
         .with_context(|| "pick an existing games folder with --games DIR")?;
     let rows: Vec<LibraryRow> = scan

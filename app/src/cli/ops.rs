@@ -67,7 +67,7 @@ pub fn run_remove(global: &GlobalArgs, args: &RemoveArgs) -> anyhow::Result<()> 
 
 pub fn run(global: &GlobalArgs, args: &OpArgs, op: Op) -> anyhow::Result<()> {
     init_logging("warn");
-    let catalog = catalog_for_cli(global);
+    let catalog = catalog_for_cli(global)?;
     if catalog.get_str(&args.id).is_none() && !matches!(op, Op::Remove { .. }) {
         bail!(
             "{} is not in the catalog; `lanspread catalog` lists the games",

@@ -32,7 +32,7 @@ pub struct ServeArgs {
 
 pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
     init_logging("info");
-    let catalog = catalog_for_cli(global);
+    let catalog = catalog_for_cli(global)?;
     if !args.games.is_dir() {
         anyhow::bail!(
             "the games folder {} does not exist; create it or pass another --games DIR",

@@ -87,6 +87,11 @@ pub struct WindowOptions {
 
 /// Opens the window and runs until it is closed.
 pub fn run(global: &GlobalArgs, options: WindowOptions) -> anyhow::Result<()> {
+    // A `--catalog FILE` typed on the command line must load (only the one
+    // saved in Settings falls back, and the window says so).
+    if global.catalog.is_some() {
+        crate::context::catalog_for_cli(global)?;
+    }
     let data_dir = resolve_data_dir(global.data.as_deref());
     let log = log::init(&data_dir);
     let mut viewport = egui::ViewportBuilder::default()
