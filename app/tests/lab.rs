@@ -366,6 +366,13 @@ fn a_pulled_cable_mid_download_is_survived_and_the_peer_comes_back() {
         cut * 2 < others,
         "h0 kept delivering after its cable was pulled: {report}"
     );
+    // And the report says so: dropped, with a reason.
+    let h0 = share_of(&report, &party, 0);
+    assert_eq!(h0["dropped"], true, "{report}");
+    assert!(
+        h0["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{report}"
+    );
     same_game(&party.games(1), &party.games(3));
 
     // The cable goes back in: h0 is found again and used for the next download.

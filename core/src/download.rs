@@ -364,6 +364,9 @@ struct Peer {
     /// When it last delivered a byte (or was first asked, after idling).
     progress_at: Instant,
     delivered_bytes: u64,
+    /// How long it had been silent when the last of its requests was
+    /// taken over by another peer's copy; cleared when it delivers again.
+    went_silent: Option<Duration>,
 }
 
 impl Peer {
@@ -558,6 +561,7 @@ impl DownloadMachine {
             in_flight: 0,
             received: 0,
             progress_at: now,
+            went_silent: None,
             delivered_bytes: 0,
         });
         self.set_maps(index, have, None);
@@ -643,7 +647,15 @@ impl DownloadMachine {
         {
             p.received = total;
             p.progress_at = now;
+            p.went_silent = None;
         }
+    }
+
+    /// How long `peer` had been silent when another peer's copy replaced
+    /// its request, if that is the last thing it did: a peer that stopped
+    /// answering (killed, cable pulled) before its connection timed out.
+    pub fn went_silent(&self, peer: PeerIndex) -> Option<Duration> {
+        self.peers.get(peer)?.went_silent
     }
 
     fn open_request(&mut self, peer: PeerIndex, chunk: usize, now: Instant) -> RequestId {
@@ -721,6 +733,20 @@ impl DownloadMachine {
         }
         p.delivered_bytes += len;
         self.queued_writes += 1;
+        // Other copies are cancelled; a holder that had gone quiet is noted.
+        let holders: Vec<PeerIndex> = self
+            .requests
+            .values()
+            .filter(|r| r.chunk == chunk)
+            .map(|r| r.peer)
+            .collect();
+        for holder in holders {
+            let h = &mut self.peers[holder];
+            let quiet = now.saturating_duration_since(h.progress_at);
+            if quiet >= QUIET_HOLDER {
+                h.went_silent = Some(quiet);
+            }
+        }
         self.cancel_where(|r| r.chunk == chunk);
         Delivery::First
     }

@@ -651,3 +651,31 @@ fn a_peers_rate_is_learnt_from_its_requests() {
     let expected = 25.0 * 1_048_576.0 * 0.875;
     assert!((rate.bytes_per_sec().unwrap() - expected).abs() < 1.0);
 }
+
+#[test]
+fn a_peer_whose_chunk_was_taken_over_after_it_went_quiet_is_noted() {
+    let t0 = Instant::now();
+    let mut m = machine(2, t0);
+    let quiet = m.add_peer(None, t0);
+    let asked = requests(&m.poll(t0));
+    assert_eq!(asked.len(), 1);
+    // It answers fast once (its speed is known), then goes silent.
+    m.peer_received(quiet, MIB, t0 + ms(10));
+    assert_eq!(m.delivered(asked[0].0, t0 + ms(10)), Delivery::First);
+    let second = requests(&m.poll(t0 + ms(10)));
+    assert_eq!(second.len(), 1);
+    // Another peer joins and, the first being quiet for 3 s, steals it.
+    let other = m.add_peer(None, t0 + ms(3010));
+    let stolen = requests(&m.poll(t0 + ms(3010)));
+    let steal = stolen.iter().find(|(_, p, _)| *p == other).unwrap();
+    assert_eq!(steal.2, second[0].2);
+    assert!(m.went_silent(quiet).is_none());
+    assert_eq!(m.delivered(steal.0, t0 + ms(3050)), Delivery::First);
+    let noted = m.went_silent(quiet).unwrap();
+    assert!(noted >= Duration::from_secs(3), "{noted:?}");
+    assert!(m.went_silent(other).is_none());
+    assert!(
+        m.dropped(quiet).is_none(),
+        "noted, not dropped: it never failed"
+    );
+}

@@ -925,6 +925,14 @@ impl Fetch<'_> {
                 if !share.dropped && self.machine.is_stopped(i) {
                     share.dropped = true;
                     share.reason = s.stopped.clone();
+                } else if !share.dropped
+                    && let Some(quiet) = self.machine.went_silent(i)
+                {
+                    share.dropped = true;
+                    share.reason = Some(format!(
+                        "it stopped answering (nothing for {:.1} s); its chunks came from the others",
+                        quiet.as_secs_f64()
+                    ));
                 }
                 share
             })
