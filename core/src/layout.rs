@@ -21,14 +21,21 @@ pub const LOCAL_DIR: &str = "local";
 /// (staging, partial files, temporary unpack folders).
 pub const INTERNAL_PREFIX: &str = ".lanspread";
 
-/// Whether a name is one of lanspread's own temporary files or folders.
+/// Whether a name is one of lanspread's own temporary files or folders
+/// (in any case: on Windows and macOS `.LANSPREAD-x` is `.lanspread-x`).
 pub fn is_internal_name(name: &str) -> bool {
-    name.starts_with(INTERNAL_PREFIX)
+    name.get(..INTERNAL_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(INTERNAL_PREFIX))
 }
 
-/// Whether a top-level entry of a game folder belongs to the payload.
+/// Whether a top-level entry of a game folder belongs to the payload. The
+/// reserved names match in any case, on every platform: on Windows and
+/// macOS `LOCAL/x` would land in the user's install, `Version.ini` on the
+/// version marker.
 pub fn is_payload_entry(name: &str) -> bool {
-    name != LOCAL_DIR && name != VERSION_INI && !is_internal_name(name)
+    !name.eq_ignore_ascii_case(LOCAL_DIR)
+        && !name.eq_ignore_ascii_case(VERSION_INI)
+        && !is_internal_name(name)
 }
 
 /// `<games>/<id>`.

@@ -7,7 +7,6 @@
 //! once; the hashes are cached in the store keyed by (path, size, mtime), so
 //! scanning an unchanged game again costs a few `stat`s and no hashing.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -121,6 +120,10 @@ pub enum ManifestError {
     Unsorted { path: String },
     #[error("manifest lists {path} both as a file and as a folder")]
     FileFolderClash { path: String },
+    #[error(
+        "manifest lists {path} and {other}, one file on Windows and macOS (names differ only in case)"
+    )]
+    CaseCollision { path: String, other: String },
     #[error("manifest lists {path}, which is not part of a payload")]
     NotPayload { path: String },
     #[error("manifest gives {path} {found} chunk hashes; {len} bytes need {expected}")]
@@ -182,7 +185,6 @@ impl Manifest {
             return Err(ManifestError::TooManyFiles(self.files.len()));
         }
         let mut total: u64 = 0;
-        let mut folders = BTreeSet::new();
         for (index, file) in self.files.iter().enumerate() {
             let path = || file.path.to_string();
             if index > 0 && self.files[index - 1].path >= file.path {
@@ -204,18 +206,53 @@ impl Manifest {
                     expected,
                 });
             }
-            let parts: Vec<&str> = file.path.components().collect();
-            for depth in 1..parts.len() {
-                folders.insert(parts[..depth].join("/"));
+        }
+        self.check_names_fold()
+    }
+
+    /// Two paths that differ only in case are one file on Windows and
+    /// macOS, and a file may not also be a folder (`a` and `a/b`, or `A`
+    /// and `a/b`): checked on every platform, in time linear in the bytes
+    /// of all paths. A prefix is looked up by a rolling hash (random base,
+    /// so a peer cannot aim for collisions), confirmed by comparing text.
+    fn check_names_fold(&self) -> Result<(), ManifestError> {
+        let folded: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| {
+                let path = f.path.as_str();
+                if path.is_ascii() {
+                    path.to_ascii_lowercase()
+                } else {
+                    path.to_lowercase()
+                }
+            })
+            .collect();
+        let mut whole: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(folded.len());
+        for (index, name) in folded.iter().enumerate() {
+            if let Some(first) = whole.insert(name.as_str(), index) {
+                return Err(ManifestError::CaseCollision {
+                    path: self.files[first].path.to_string(),
+                    other: self.files[index].path.to_string(),
+                });
             }
         }
-        for folder in &folders {
-            if let Ok(rel) = paths::validate_relative_path(folder)
-                && self.file(&rel).is_some()
-            {
-                return Err(ManifestError::FileFolderClash {
-                    path: folder.clone(),
-                });
+        let base = rand::random::<u64>() | 1;
+        let roll = |hash: u64, byte: u8| hash.wrapping_mul(base).wrapping_add(u64::from(byte) + 1);
+        let hashes: std::collections::HashSet<u64> = folded
+            .iter()
+            .map(|name| name.bytes().fold(0, roll))
+            .collect();
+        for name in &folded {
+            let mut hash = 0;
+            for (at, byte) in name.bytes().enumerate() {
+                if byte == b'/' && hashes.contains(&hash) && whole.contains_key(&name[..at]) {
+                    return Err(ManifestError::FileFolderClash {
+                        path: name[..at].to_owned(),
+                    });
+                }
+                hash = roll(hash, byte);
             }
         }
         Ok(())
@@ -597,6 +634,33 @@ mod tests {
             m.validate(),
             Err(ManifestError::NotPayload { .. })
         ));
+
+        // Reserved names in another case, names differing only in case,
+        // and a file that is a folder in another case: refused everywhere.
+        let with = |extra: &str| {
+            let mut m = good.clone();
+            let mut entry = m.files[1].clone();
+            entry.path = paths::validate_relative_path(extra).unwrap();
+            m.files.push(entry);
+            m.files.sort_by(|a, b| a.path.cmp(&b.path));
+            m
+        };
+        for extra in ["LOCAL/x", "Version.ini", ".LANSPREAD-part"] {
+            let err = with(extra).validate().unwrap_err();
+            assert!(
+                matches!(err, ManifestError::NotPayload { .. }),
+                "{extra}: {err}"
+            );
+        }
+        let err = with("Setup.zip").validate().unwrap_err();
+        assert!(matches!(err, ManifestError::CaseCollision { .. }), "{err}");
+        let err = with("maps").validate().unwrap_err();
+        assert!(
+            matches!(err, ManifestError::FileFolderClash { .. }),
+            "{err}"
+        );
+        // Two files in one folder spelled two ways are still two files.
+        with("MAPS/other.ut2").validate().unwrap();
 
         // A path that escapes never even deserializes.
         let mut bytes = postcard::to_allocvec(&good).unwrap();

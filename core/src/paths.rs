@@ -160,17 +160,24 @@ fn is_portable_component(component: &str) -> bool {
     if component.ends_with('.') || component.ends_with(' ') {
         return false;
     }
-    if component
-        .chars()
-        .any(|c| c.is_control() || WINDOWS_FORBIDDEN_CHARS.contains(&c))
-    {
+    // Byte by byte for ASCII (the common case, and a hostile manifest's
+    // millions of components); char by char only past it.
+    let forbidden = |c: char| c.is_control() || WINDOWS_FORBIDDEN_CHARS.contains(&c);
+    let bad = if component.is_ascii() {
+        component.bytes().any(|b| forbidden(char::from(b)))
+    } else {
+        component.chars().any(forbidden)
+    };
+    if bad {
         return false;
     }
     let stem = component.split('.').next().unwrap_or(component);
     let stem = stem.trim_end_matches(' ');
-    !WINDOWS_DEVICE_NAMES
-        .iter()
-        .any(|device| device.eq_ignore_ascii_case(stem))
+    // Device names are 3 to 7 bytes long.
+    !((3..=7).contains(&stem.len())
+        && WINDOWS_DEVICE_NAMES
+            .iter()
+            .any(|device| device.eq_ignore_ascii_case(stem)))
 }
 
 /// Turns a path found on disk under `root` into a [`RelPath`], validating it

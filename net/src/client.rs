@@ -175,16 +175,31 @@ impl PeerClient {
             game: game.clone(),
             version: version.clone(),
         };
-        match self.request(&request, MAX_MANIFEST_FRAME_BYTES).await? {
-            (Response::Manifest(manifest), _) => {
-                if &manifest.game != game || &manifest.version != version {
-                    return Err(ClientError::Unexpected("a manifest of another game"));
+        let (mut send, mut recv) = self.connection.open_bi().await?;
+        proto::write_frame(&mut send, &request).await?;
+        let _ = send.finish();
+        let bytes = proto::read_frame_bytes(&mut recv, MAX_MANIFEST_FRAME_BYTES)
+            .await
+            .map_err(|err| reset_code(&err).map_or(ClientError::Frame(err), ClientError::Reset))?;
+        // Up to 48 MiB from a peer: decoded and checked off the async threads.
+        let (game, version) = (game.clone(), version.clone());
+        tokio::task::spawn_blocking(move || {
+            let response: Response =
+                postcard::from_bytes(&bytes).map_err(|e| ClientError::Frame(e.into()))?;
+            match response {
+                Response::Manifest(manifest) => {
+                    if manifest.game != game || manifest.version != version {
+                        return Err(ClientError::Unexpected("a manifest of another game"));
+                    }
+                    manifest.validate()?;
+                    Ok(*manifest)
                 }
-                manifest.validate()?;
-                Ok(*manifest)
+                Response::Error(error) => Err(ClientError::Refused(error)),
+                other => Err(ClientError::Unexpected(kind(&other))),
             }
-            (other, _) => Err(ClientError::Unexpected(kind(&other))),
-        }
+        })
+        .await
+        .map_err(|e| ClientError::Stream(e.to_string()))?
     }
 
     /// Opens a chunk transfer: returns the stream positioned at the first

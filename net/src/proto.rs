@@ -233,6 +233,21 @@ pub async fn read_frame_len(
     Ok(len)
 }
 
+/// Reads one frame's bytes (at most `limit`), to be decoded elsewhere (a
+/// manifest is decoded and validated on a blocking thread).
+pub async fn read_frame_bytes(
+    input: &mut (impl AsyncRead + Unpin),
+    limit: u32,
+) -> Result<Vec<u8>, FrameError> {
+    let len = read_frame_len(input, limit).await?;
+    let mut bytes = vec![0u8; len as usize];
+    input
+        .read_exact(&mut bytes)
+        .await
+        .map_err(eof_is_truncated)?;
+    Ok(bytes)
+}
+
 /// Reads one frame of at most `limit` bytes.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     input: &mut (impl AsyncRead + Unpin),
