@@ -431,6 +431,30 @@ pub struct DiscoveryConfig {
     pub interfaces: Vec<String>,
 }
 
+/// Addresses followed per mDNS announcement, at most: a PC has one or two
+/// LAN addresses; a spoofed announcement with thousands must not start
+/// thousands of sessions.
+pub const MAX_ADDRS_PER_ANNOUNCEMENT: usize = 4;
+/// Announced instances followed, at most.
+pub const MAX_ANNOUNCED_PEERS: usize = 256;
+
+/// The addresses of one announcement that are followed: IPv4 before IPv6,
+/// no IPv6 link-local (the endpoint cannot use a scope), no duplicates, at
+/// most [`MAX_ADDRS_PER_ANNOUNCEMENT`].
+pub fn announced_addrs(ips: impl Iterator<Item = IpAddr>, port: u16) -> Vec<SocketAddr> {
+    let mut usable: Vec<IpAddr> = ips
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .take(MAX_ADDRS_PER_ANNOUNCEMENT * 16)
+        .collect();
+    usable.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    usable.dedup();
+    usable
+        .into_iter()
+        .take(MAX_ADDRS_PER_ANNOUNCEMENT)
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
 /// Runs mDNS until `shutdown`: announces this peer, browses for others and
 /// hands their addresses to the directory.
 pub async fn run_mdns(
@@ -479,17 +503,24 @@ pub async fn run_mdns(
                 if info.fullname == fullname {
                     continue;
                 }
-                let addrs: Vec<SocketAddr> = info
-                    .addresses
-                    .iter()
-                    .map(|ip| ip.to_ip_addr())
-                    .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
-                    .map(|ip| SocketAddr::new(ip, info.port))
-                    .collect();
+                if !known.contains_key(&info.fullname) && known.len() >= MAX_ANNOUNCED_PEERS {
+                    tracing::debug!(name = %info.fullname, "ignoring an announcement: too many peers announced");
+                    continue;
+                }
+                let addrs =
+                    announced_addrs(info.addresses.iter().map(|ip| ip.to_ip_addr()), info.port);
                 for addr in &addrs {
                     directory.add_discovered(*addr);
                 }
-                known.insert(info.fullname.clone(), addrs);
+                // Addresses it no longer announces are let go.
+                for gone in known
+                    .insert(info.fullname.clone(), addrs.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|a| !addrs.contains(a))
+                {
+                    directory.forget(gone);
+                }
             }
             ServiceEvent::ServiceRemoved(_, name) => {
                 for addr in known.remove(&name).unwrap_or_default() {
@@ -502,4 +533,31 @@ pub async fn run_mdns(
     let _ = daemon.unregister(&fullname);
     let _ = daemon.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announcement_with_thousands_of_addresses_starts_a_few_sessions() {
+        let flood = (0..5000u32).map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+        let followed = announced_addrs(flood, 4747);
+        assert_eq!(followed.len(), MAX_ADDRS_PER_ANNOUNCEMENT);
+        // IPv4 first, link-local IPv6 never, duplicates once.
+        let mixed = [
+            "fe80::1".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+        ];
+        let followed = announced_addrs(mixed.into_iter(), 4747);
+        assert_eq!(
+            followed,
+            [
+                "10.0.0.2:4747".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::1]:4747".parse().unwrap()
+            ]
+        );
+    }
 }

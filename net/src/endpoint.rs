@@ -30,8 +30,9 @@ use crate::proto::ALPN;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 /// Requests served at once per connection; more get `TooManyStreams`.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 32;
-/// Connections accepted from one remote endpoint (address and port).
-pub const MAX_CONNECTIONS_PER_PEER: usize = 4;
+/// Connections accepted from one host (IP address, whatever the ports):
+/// its running peer, and a few command-line tools asking at once.
+pub const MAX_CONNECTIONS_PER_HOST: usize = 16;
 /// Connections accepted in all.
 pub const MAX_CONNECTIONS: usize = 256;
 /// A connection with no traffic for this long is dead.

@@ -8,7 +8,7 @@
 //! reset whose code says why. Serving only ever reads.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::endpoint::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_REQUESTS_PER_CONNECTION};
+use crate::endpoint::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_HOST, MAX_REQUESTS_PER_CONNECTION};
 use crate::library::LibrarySnapshot;
 use crate::proto::{
     self, ErrorCode, FrameError, MAX_CHUNK_REQUEST_BYTES, MAX_REQUEST_FRAME_BYTES, PeerHello,
@@ -81,42 +81,82 @@ pub struct ServeContext {
     pub inbound: tokio::sync::mpsc::Sender<SocketAddr>,
 }
 
-/// Counts connections per remote endpoint; the guard gives the slot back.
+/// Longest an inline refusal may take to write.
+const REFUSAL_WRITE_WITHIN: Duration = Duration::from_secs(1);
+/// How often, at most, refusals of one host are logged.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts connections per host (IP address); the guard gives the slot back.
+/// Also remembers when each host's refusals were last logged, so a flood
+/// writes a line every [`REFUSAL_LOG_EVERY`], not one per attempt.
 #[derive(Debug, Default)]
-struct ConnectionCounts(Mutex<(usize, HashMap<SocketAddr, usize>)>);
+struct ConnectionCounts(Mutex<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_host: HashMap<IpAddr, usize>,
+    /// Per host: when a refusal was last logged, and refusals since.
+    refusals: HashMap<IpAddr, (std::time::Instant, u64)>,
+}
 
 struct ConnectionSlot {
     counts: Arc<ConnectionCounts>,
-    remote: SocketAddr,
+    host: IpAddr,
 }
 
 impl ConnectionCounts {
     fn take(self: &Arc<Self>, remote: SocketAddr) -> Option<ConnectionSlot> {
-        // The mutex protects the two counters; held for a few instructions.
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per_peer) = &mut *guard;
-        let mine = per_peer.entry(remote).or_default();
-        if *total >= MAX_CONNECTIONS || *mine >= MAX_CONNECTIONS_PER_PEER {
+        let host = remote.ip().to_canonical();
+        // The mutex protects the counters; held for a few instructions.
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = counts.per_host.get(&host).copied().unwrap_or(0);
+        if counts.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_HOST {
+            counts.refused(host, remote);
             return None;
         }
-        *mine += 1;
-        *total += 1;
+        counts.total += 1;
+        *counts.per_host.entry(host).or_default() += 1;
         Some(ConnectionSlot {
             counts: self.clone(),
-            remote,
+            host,
         })
+    }
+}
+
+impl Counts {
+    fn refused(&mut self, host: IpAddr, remote: SocketAddr) {
+        let now = std::time::Instant::now();
+        if self.refusals.len() >= MAX_CONNECTIONS {
+            self.refusals
+                .retain(|_, (at, _)| now.duration_since(*at) < REFUSAL_LOG_EVERY);
+        }
+        let logged = match self.refusals.get_mut(&host) {
+            None => Some(1),
+            Some((at, since)) => {
+                *since += 1;
+                (now.duration_since(*at) >= REFUSAL_LOG_EVERY).then_some(*since)
+            }
+        };
+        if let Some(refused) = logged {
+            tracing::warn!(
+                %remote,
+                refused,
+                "refusing connections: too many from this host (at most {MAX_CONNECTIONS_PER_HOST}, {MAX_CONNECTIONS} in all)"
+            );
+            self.refusals.insert(host, (now, 0));
+        }
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut guard = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per_peer) = &mut *guard;
-        *total = total.saturating_sub(1);
-        if let Some(count) = per_peer.get_mut(&self.remote) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(count) = counts.per_host.get_mut(&self.host) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                per_peer.remove(&self.remote);
+                counts.per_host.remove(&self.host);
             }
         }
     }
@@ -148,7 +188,6 @@ pub async fn accept_loop(
         };
         let remote = incoming.remote_address();
         let Some(slot) = counts.take(remote) else {
-            tracing::warn!(%remote, "refusing a connection: too many from this peer");
             incoming.refuse();
             continue;
         };
@@ -224,8 +263,21 @@ async fn serve_connection(
                     ErrorCode::TooManyStreams,
                     format!("at most {MAX_REQUESTS_PER_CONNECTION} requests at once"),
                 );
-                let _ = proto::write_frame(&mut send, &Response::Error(refusal)).await;
-                let _ = send.finish();
+                // Bounded: a client that never reads cannot hold this loop
+                // (and with it shutdown) beyond a short wait.
+                let frame = Response::Error(refusal);
+                let refused = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => false,
+                    written = tokio::time::timeout(REFUSAL_WRITE_WITHIN, proto::write_frame(&mut send, &frame)) => {
+                        matches!(written, Ok(Ok(())))
+                    }
+                };
+                if refused {
+                    let _ = send.finish();
+                } else {
+                    let _ = send.reset(VarInt::from_u32(proto::RESET_CANCELLED));
+                }
             }
         }
     }

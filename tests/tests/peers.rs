@@ -706,3 +706,36 @@ fn a_peer_claiming_another_pcs_id_is_refused() {
         }
     });
 }
+
+/// One host opening 300 connections (from 300 ports) takes at most its
+/// share of a seeder's slots: a PC at another address still gets its
+/// manifest.
+#[test]
+fn three_hundred_connections_from_one_host_leave_room_for_the_others() {
+    let catalog = catalog();
+    let (_folder, seeder) = big_seeder(&catalog);
+    let ut = game("ut2004");
+    let version = catalog.expected_version(&ut).unwrap().clone();
+    let rt = runtime();
+    rt.block_on(async {
+        // The flood comes from 127.0.0.2: another host, as far as counts go.
+        let identity = TlsIdentity::generate().unwrap();
+        let mut flood = Vec::new();
+        let mut accepted = 0;
+        for _ in 0..300 {
+            let endpoint = open_endpoint("127.0.0.2:0".parse().unwrap(), &identity).unwrap();
+            if let Ok(client) = PeerClient::connect(&endpoint, seeder.addr()).await {
+                accepted += 1;
+                flood.push((endpoint, client));
+            }
+        }
+        assert!(
+            accepted <= lanspread_net::endpoint::MAX_CONNECTIONS_PER_HOST,
+            "{accepted} connections from one host"
+        );
+        let honest = connect(seeder.addr()).await;
+        let manifest = honest.manifest(&ut, &version).await.unwrap();
+        assert_eq!(manifest.files.len(), 2);
+        drop(flood);
+    });
+}

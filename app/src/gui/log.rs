@@ -13,6 +13,62 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Lines kept for the panel.
 pub const MAX_LINES: usize = 5000;
+/// The log file's size before it is moved to `lanspread.log.1` (replacing
+/// the one before) and a new one begins: two files at most.
+pub const MAX_LOG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A log file that rotates once it reaches a size: appended to, never
+/// truncated on start; at [`MAX_LOG_FILE_BYTES`] it becomes
+/// `<name>.1` and a new file begins.
+#[derive(Debug)]
+pub struct RotatingFile {
+    path: PathBuf,
+    file: std::fs::File,
+    written: u64,
+    limit: u64,
+}
+
+impl RotatingFile {
+    pub fn open(path: &Path, limit: u64) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let written = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            written,
+            limit,
+        })
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        // Windows cannot rename over an existing file.
+        let _ = std::fs::remove_file(&old);
+        std::fs::rename(&self.path, &old)?;
+        *self = Self::open(&self.path, self.limit)?;
+        Ok(())
+    }
+}
+
+impl std::io::Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written >= self.limit {
+            // A failed rotation keeps writing to the same file.
+            let _ = self.rotate();
+        }
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// One logged event.
 #[derive(Debug, Clone)]
@@ -101,7 +157,7 @@ pub fn init(data_dir: &Path) -> LogBuffer {
     let file_path = data_dir.join("lanspread.log");
     let mut buffer = LogBuffer::default();
     let file = std::fs::create_dir_all(data_dir)
-        .and_then(|()| std::fs::File::create(&file_path))
+        .and_then(|()| RotatingFile::open(&file_path, MAX_LOG_FILE_BYTES))
         .ok();
     if file.is_some() {
         buffer.file = Some(file_path);
@@ -131,6 +187,29 @@ pub fn init(data_dir: &Path) -> LogBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_file_is_appended_to_and_rotates_at_its_limit() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lanspread.log");
+        std::fs::write(&path, "from the last run\n").unwrap();
+        let mut log = RotatingFile::open(&path, 100).unwrap();
+        log.write_all(&[b'a'; 90]).unwrap();
+        // Past the limit: the next write goes to a new file.
+        log.write_all(b"new\n").unwrap();
+        let kept = std::fs::read_to_string(dir.path().join("lanspread.log.1")).unwrap();
+        assert!(
+            kept.starts_with("from the last run"),
+            "appended, not truncated"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        // Again: two files at most.
+        log.write_all(&[b'b'; 100]).unwrap();
+        log.write_all(b"newer\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "newer\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 
     #[test]
     fn the_buffer_is_bounded_and_filters_by_level() {

@@ -48,6 +48,8 @@ use crate::swarm::{PartialGame, PartialShares};
 
 /// How long to wait for manifests.
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Manifests fetched at once for a vote (each may be up to 48 MiB).
+pub const MAX_MANIFEST_FETCHES: usize = 4;
 /// How long to wait, at most, for the peer table to settle before the vote:
 /// a first source, every typed-in address answered once, and
 /// [`SETTLE_QUIET`] without a peer joining, leaving or changing what it
@@ -294,11 +296,15 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     }
 
     // 2. Manifests and the vote.
+    // At most a few at once: each may be 48 MiB.
+    let fetches = Arc::new(tokio::sync::Semaphore::new(MAX_MANIFEST_FETCHES));
     let mut asks = JoinSet::new();
     for (index, source) in candidates.iter().enumerate() {
         let client = source.client.clone();
         let (game, version) = (job.game.clone(), version.clone());
+        let fetches = fetches.clone();
         asks.spawn(async move {
+            let _turn = fetches.acquire_owned().await;
             let answer =
                 tokio::time::timeout(MANIFEST_TIMEOUT, client.manifest(&game, &version)).await;
             (index, answer)
