@@ -49,3 +49,10 @@ lab-bench:
 # The window with three demo PCs in this process (loopback only).
 demo:
     cargo run --release -p lanspread -- demo
+
+# Coverage-guided fuzzing of what lanspread reads from peers, organisers and
+# disks (frames, manifests, paths, catalogs, version.ini, archives): each
+# target for SECS seconds (default 60). Needs the nightly toolchain and
+# cargo-fuzz (`cargo install cargo-fuzz`).
+fuzz SECS="60":
+    for target in frame manifest path catalog version_ini archive; do cargo +nightly fuzz run "$target" -- -max_total_time={{SECS}} -rss_limit_mb=2048 || exit 1; done
