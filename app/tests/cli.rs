@@ -192,3 +192,50 @@ fn a_missing_games_folder_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn catalog_pin_writes_a_catalog_with_the_digests_of_good_copies() {
+    let catalog = GameCatalog::embedded().unwrap();
+    let games = GamesFolder::five_states(&catalog);
+    let data = tempfile::tempdir().unwrap();
+    let out_file = data.path().join("pinned.ron");
+    let out = lanspread(&data)
+        .args(["catalog", "pin", "--games"])
+        .arg(games.path())
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = GameCatalog::from_file(&out_file).unwrap();
+    // The games at the catalog's version are pinned, the others are not.
+    let pinned_ids: Vec<&str> = pinned
+        .entries()
+        .filter(|e| e.pinned_manifest().is_some())
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(pinned_ids, ["q3a", "ut2004"]);
+    // The pin is the digest of the copy's manifest.
+    let scratch = tempfile::tempdir().unwrap();
+    let store = lanspread_core::Store::open(scratch.path()).unwrap();
+    let ut = pinned.get_str("ut2004").unwrap();
+    let manifest = lanspread_core::manifest::build_manifest(
+        &games.game_dir("ut2004"),
+        &ut.id,
+        &ut.version,
+        &store,
+    )
+    .unwrap()
+    .manifest;
+    assert_eq!(ut.pinned_manifest(), Some(manifest.digest()));
+    // The pinned catalog is a catalog like any other (same games, versions).
+    assert_eq!(pinned.len(), catalog.len());
+    assert!(
+        !data.path().join("store").exists(),
+        "no data folder was made"
+    );
+}

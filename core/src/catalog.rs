@@ -83,6 +83,20 @@ pub struct CatalogEntry {
     /// A cover image under `assets/covers/`, if the catalog names one.
     #[serde(default)]
     pub cover: Option<String>,
+    /// The organiser's pin: the digest (64 hex digits) of the manifest of
+    /// the right copy (`lanspread catalog pin`). When set, a download takes
+    /// that manifest only, whatever the peers vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+}
+
+impl CatalogEntry {
+    /// The pinned manifest digest, if the catalog pins one.
+    pub fn pinned_manifest(&self) -> Option<crate::manifest::Blake3Hash> {
+        self.manifest
+            .as_deref()
+            .and_then(crate::manifest::Blake3Hash::from_hex)
+    }
 }
 
 /// The file format of `catalog.ron`.
@@ -206,6 +220,14 @@ impl GameCatalog {
                 crate::paths::validate_relative_path(cover)
                     .map_err(|e| invalid(format!("game {}: cover: {e}", entry.id)))?;
             }
+            if let Some(pin) = &entry.manifest
+                && crate::manifest::Blake3Hash::from_hex(pin).is_none()
+            {
+                return Err(invalid(format!(
+                    "game {}: manifest must be 64 hex digits (from `lanspread catalog pin`)",
+                    entry.id
+                )));
+            }
             if games.contains_key(&entry.id) {
                 return Err(invalid(format!("game id {} appears twice", entry.id)));
             }
@@ -217,6 +239,30 @@ impl GameCatalog {
             fingerprint: blake3::hash(text.as_bytes()),
             games,
         })
+    }
+
+    /// This catalog as a catalog file, with `pins` (game, manifest digest)
+    /// set: what `lanspread catalog pin` writes.
+    pub fn to_ron_with_pins(
+        &self,
+        pins: &BTreeMap<GameId, crate::manifest::Blake3Hash>,
+    ) -> Result<String, ron::Error> {
+        let file = CatalogFile {
+            edition: self.edition.clone(),
+            games: self
+                .games
+                .values()
+                .map(|entry| {
+                    let mut entry = entry.clone();
+                    if let Some(pin) = pins.get(&entry.id) {
+                        entry.manifest = Some(pin.to_hex());
+                    }
+                    entry
+                })
+                .collect(),
+        };
+        let pretty = ron::ser::PrettyConfig::new().depth_limit(3);
+        ron::ser::to_string_pretty(&file, pretty)
     }
 
     pub fn get(&self, id: &GameId) -> Option<&CatalogEntry> {
@@ -281,6 +327,23 @@ fn line_of_entry(text: &str, index: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pinned_catalog_round_trips_and_a_bad_pin_is_named() {
+        let catalog = GameCatalog::embedded().unwrap();
+        let ut = GameId::parse("ut2004").unwrap();
+        let pin = crate::manifest::Blake3Hash::of(b"the right copy");
+        let pins = BTreeMap::from([(ut.clone(), pin)]);
+        let text = catalog.to_ron_with_pins(&pins).unwrap();
+        let pinned = GameCatalog::parse(&text, "pinned.ron").unwrap();
+        assert_eq!(pinned.len(), catalog.len());
+        assert_eq!(pinned.get(&ut).unwrap().pinned_manifest(), Some(pin));
+        assert_eq!(pinned.get_str("aoe2").unwrap().pinned_manifest(), None);
+        assert_eq!(pinned.expected_version(&ut), catalog.expected_version(&ut));
+        let broken = text.replacen(&pin.to_hex(), "not-hex", 1);
+        let err = GameCatalog::parse(&broken, "pinned.ron").unwrap_err();
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
+    }
 
     #[test]
     fn embedded_catalog_is_valid_and_large_enough() {

@@ -49,6 +49,11 @@ impl Blake3Hash {
     pub fn to_hex(&self) -> String {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
+
+    /// From 64 hex digits.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        blake3::Hash::from_hex(hex).ok().map(Into::into)
+    }
 }
 
 impl fmt::Debug for Blake3Hash {
@@ -158,7 +163,9 @@ impl Manifest {
             .map(|i| &self.files[i])
     }
 
-    /// A digest of the whole manifest: equal digests, equal payloads.
+    /// A digest of the whole manifest, every chunk hash included: equal
+    /// digests, equal payloads and equal chunk hashes (a journal keyed by it
+    /// holds chunks verified against exactly these hashes).
     pub fn digest(&self) -> Blake3Hash {
         let mut hasher = blake3::Hasher::new();
         hasher.update(self.game.as_str().as_bytes());
@@ -171,6 +178,10 @@ impl Manifest {
             hasher.update(&[0]);
             hasher.update(&file.len_bytes.to_le_bytes());
             hasher.update(&file.hash.0);
+            hasher.update(&(file.chunks.len() as u64).to_le_bytes());
+            for chunk in &file.chunks {
+                hasher.update(&chunk.0);
+            }
         }
         hasher.finalize().into()
     }
@@ -511,6 +522,25 @@ mod tests {
         let id = GameId::parse("ut2004").unwrap();
         let version = GameVersion::parse("1").unwrap();
         (tmp, store, game_dir, id, version)
+    }
+
+    #[test]
+    fn the_digest_covers_every_chunk_hash() {
+        let (_tmp, store, dir, id, version) = setup();
+        let honest = build_manifest(&dir, &id, &version, &store)
+            .unwrap()
+            .manifest;
+        // A liar's manifest: same files, sizes and whole hashes, one chunk
+        // hash changed. A journal of its chunks must not serve an honest
+        // download, so the two digests differ.
+        let mut liar = honest.clone();
+        liar.files[0].chunks[1] = Blake3Hash::of(b"not this chunk");
+        assert_ne!(liar.digest(), honest.digest());
+        assert_eq!(honest.clone().digest(), honest.digest());
+        assert_eq!(
+            Blake3Hash::from_hex(&honest.digest().to_hex()),
+            Some(honest.digest())
+        );
     }
 
     #[test]

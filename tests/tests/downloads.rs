@@ -563,3 +563,47 @@ fn a_majority_that_changed_before_the_swap_stops_the_install() {
     let staged = target.path().join(".lanspread-staging").join("ut2004");
     assert!(staged.is_dir(), "the staging is kept");
 }
+
+/// The organiser pinned the right copy: one honest seeder against three
+/// PCs with another copy (three voices, a majority without the pin) still
+/// installs the honest copy, and the others are named.
+#[test]
+fn a_pinned_manifest_wins_over_any_number_of_liars() {
+    let plain = catalog();
+    let honest_folder = ut_folder(&plain, 4, 8);
+    // The pin, as `catalog pin` computes it from a good copy.
+    let scratch = tempfile::tempdir().unwrap();
+    let store = lanspread_core::Store::open(scratch.path()).unwrap();
+    let ut = id("ut2004");
+    let version = plain.expected_version(&ut).unwrap().clone();
+    let good = lanspread_core::manifest::build_manifest(
+        &honest_folder.game_dir("ut2004"),
+        &ut,
+        &version,
+        &store,
+    )
+    .unwrap()
+    .manifest;
+    let pins = std::collections::BTreeMap::from([(ut.clone(), good.digest())]);
+    let text = plain.to_ron_with_pins(&pins).unwrap();
+    let pinned = GameCatalog::parse(&text, "pinned.ron").unwrap();
+    let liar_folders: Vec<GamesFolder> = (0..3).map(|_| tampered_folder(&pinned, 4, 8)).collect();
+    let honest = seeder(&honest_folder, &pinned, None, &[]);
+    let liars: Vec<TestPeer> = liar_folders
+        .iter()
+        .map(|f| seeder(f, &pinned, None, &[]))
+        .collect();
+    let mut addrs: Vec<SocketAddr> = liars.iter().map(TestPeer::addr).collect();
+    addrs.push(honest.addr());
+    let (target, peer) = downloader(&pinned, &addrs, 4);
+    let report = peer.download("ut2004").unwrap();
+    assert_same_game(honest_folder.path(), target.path());
+    for liar in &liars {
+        let share = share_of(&report, liar.addr());
+        assert_eq!(share.bytes, 0);
+        assert!(
+            share.reason.as_deref().unwrap().contains("pins"),
+            "{share:?}"
+        );
+    }
+}

@@ -40,7 +40,14 @@ pub fn show(
             ));
             ui.end_row();
             ui.label("Catalog version");
-            ui.label(&game.catalog_version);
+            if game.pinned {
+                ui.label(format!(
+                    "{} (verified against the organiser's catalog)",
+                    game.catalog_version
+                ));
+            } else {
+                ui.label(&game.catalog_version);
+            }
             ui.end_row();
             ui.label("On this PC");
             ui.label(game.local_version.as_deref().unwrap_or("-"));

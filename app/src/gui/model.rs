@@ -69,6 +69,9 @@ pub struct GameView {
     pub max_players: u32,
     pub description: String,
     pub catalog_version: String,
+    /// The organiser's catalog pins the right copy's manifest: downloads
+    /// are verified against it, not voted.
+    pub pinned: bool,
     pub local_version: Option<String>,
     pub size_bytes: u64,
     pub state: CardState,
@@ -151,6 +154,7 @@ impl GameView {
             max_players: entry.max_players,
             description: entry.description.clone(),
             catalog_version: entry.version.to_string(),
+            pinned: entry.pinned_manifest().is_some(),
             local_version: local.and_then(|l| l.local_version.as_ref().map(ToString::to_string)),
             size_bytes: announced_size.unwrap_or(entry.approx_size_mib * 1024 * 1024),
             peers_with_version: holders.len(),

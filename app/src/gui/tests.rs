@@ -467,3 +467,28 @@ fn a_big_party_stays_drawable() {
     assert!(harness.query_by_label("Game 1999").is_some());
     assert!(harness.query_by_label("Game 0001").is_none());
 }
+
+#[test]
+fn a_pinned_game_says_it_is_verified_against_the_organisers_catalog() {
+    let (_folder, mut snapshot) = party();
+    let mut harness = window(snapshot.clone(), PresetPicker::default());
+    open_detail(&mut harness, "ut2004");
+    assert!(
+        harness
+            .query_by_label_contains("verified against the organiser's catalog")
+            .is_none()
+    );
+    let pins = std::collections::BTreeMap::from([(
+        id("ut2004"),
+        lanspread_core::Blake3Hash::of(b"the right copy"),
+    )]);
+    let text = snapshot.catalog.to_ron_with_pins(&pins).unwrap();
+    snapshot.catalog = Arc::new(GameCatalog::parse(&text, "pinned.ron").unwrap());
+    let mut harness = window(snapshot, PresetPicker::default());
+    open_detail(&mut harness, "ut2004");
+    assert!(
+        harness
+            .query_by_label_contains("verified against the organiser's catalog")
+            .is_some()
+    );
+}

@@ -48,6 +48,8 @@ use crate::swarm::{PartialGame, PartialShares};
 
 /// How long to wait for manifests.
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Why a peer is not used when the catalog pins the manifest.
+const PIN_MISMATCH: &str = "its copy is not the one the organiser's catalog pins";
 /// Manifests fetched at once for a vote (each may be up to 48 MiB).
 pub const MAX_MANIFEST_FETCHES: usize = 4;
 /// How long to wait, at most, for the peer table to settle before the vote:
@@ -295,11 +297,29 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         });
     }
 
-    // 2. Manifests and the vote.
+    // 2. Manifests and the vote. With the organiser's pin there is no vote:
+    //    only peers announcing the pinned manifest are asked, and only a
+    //    manifest with that digest is taken.
+    let pinned = job
+        .catalog
+        .get(&job.game)
+        .and_then(lanspread_core::CatalogEntry::pinned_manifest);
+    let announcing_pin: Vec<String> = pinned.map_or_else(Vec::new, |pin| {
+        sources(&job.peers.borrow(), &job.game, &version, Some(pin))
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    });
+    let not_pinned = |source: &Source| pinned.is_some() && !announcing_pin.contains(&source.id);
     // At most a few at once: each may be 48 MiB.
     let fetches = Arc::new(tokio::sync::Semaphore::new(MAX_MANIFEST_FETCHES));
     let mut asks = JoinSet::new();
+    let mut failures = Vec::new();
     for (index, source) in candidates.iter().enumerate() {
+        if not_pinned(source) {
+            failures.push((index, PIN_MISMATCH.to_owned()));
+            continue;
+        }
         let client = source.client.clone();
         let (game, version) = (job.game.clone(), version.clone());
         let fetches = fetches.clone();
@@ -311,7 +331,6 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         });
     }
     let mut offered = Vec::new();
-    let mut failures = Vec::new();
     while let Some(joined) = asks.join_next().await {
         let Ok((index, answer)) = joined else {
             continue;
@@ -324,6 +343,12 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     }
     let mut shares: Vec<PeerShare> = Vec::new();
     let mut used: Vec<Source> = Vec::new();
+    if let Some(pin) = pinned {
+        let (right, wrong): (Vec<_>, Vec<_>) =
+            offered.into_iter().partition(|(_, m)| m.digest() == pin);
+        failures.extend(wrong.into_iter().map(|(i, _)| (i, PIN_MISMATCH.to_owned())));
+        offered = right;
+    }
     if offered.is_empty() {
         let reasons = failures
             .iter()
@@ -343,6 +368,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
             (index, host, manifest)
         })
         .collect();
+    // Pinned: every offer left is the pinned manifest; the "vote" agrees.
     let vote = majority_by_host(offered)?;
     for index in &vote.agreeing {
         used.push(candidates[*index].clone());
@@ -436,8 +462,13 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     }
     let staging_dir = staging.dir.clone();
     drop(staging);
-    // (The table's read lock is let go before progress is published.)
-    let majority = still_the_majority(&job.peers.borrow(), &job.game, &version, &manifest.digest());
+    // (The table's read lock is let go before progress is published.) A
+    // pinned manifest needs no majority.
+    let majority = if pinned.is_some() {
+        Ok(())
+    } else {
+        still_the_majority(&job.peers.borrow(), &job.game, &version, &manifest.digest())
+    };
     if let Err(detail) = majority {
         progress.phase = Phase::Failed;
         progress.error = Some(detail.clone());
