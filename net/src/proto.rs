@@ -253,12 +253,7 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     input: &mut (impl AsyncRead + Unpin),
     limit: u32,
 ) -> Result<T, FrameError> {
-    let len = read_frame_len(input, limit).await?;
-    let mut bytes = vec![0u8; len as usize];
-    input
-        .read_exact(&mut bytes)
-        .await
-        .map_err(eof_is_truncated)?;
+    let bytes = read_frame_bytes(input, limit).await?;
     Ok(postcard::from_bytes(&bytes)?)
 }
 
