@@ -47,6 +47,8 @@ pub enum OpError {
     NotHere(GameId),
     #[error("the operation guard is for {guard}, not {game}")]
     WrongGuard { guard: GameId, game: GameId },
+    #[error("{0}: an install's guard cannot rewrite the payload (uploads may be running)")]
+    LocalOnlyGuard(GameId),
     #[error(transparent)]
     Unpack(#[from] UnpackError),
     #[error(transparent)]
@@ -77,6 +79,17 @@ fn check_guard(guard: &OperationGuard, game: &GameId) -> Result<(), OpError> {
             guard: guard.game().clone(),
             game: game.clone(),
         })
+    }
+}
+
+/// As [`check_guard`], for operations that rewrite the payload (remove, the
+/// swap): the guard must be one that ended every upload of the game.
+fn check_payload_guard(guard: &OperationGuard, game: &GameId) -> Result<(), OpError> {
+    check_guard(guard, game)?;
+    if guard.rewrites_payload() {
+        Ok(())
+    } else {
+        Err(OpError::LocalOnlyGuard(game.clone()))
     }
 }
 
@@ -203,7 +216,7 @@ pub fn remove(
     store: &Store,
     guard: &OperationGuard,
 ) -> Result<(), OpError> {
-    check_guard(guard, id)?;
+    check_payload_guard(guard, id)?;
     let places = Places::new(games_dir, id);
     if !places.game.is_dir() {
         return Err(OpError::NotHere(id.clone()));
@@ -238,7 +251,7 @@ pub fn swap_in(
     store: &Store,
     guard: &OperationGuard,
 ) -> Result<(), OpError> {
-    check_guard(guard, id)?;
+    check_payload_guard(guard, id)?;
     store.put_intent(
         id.as_str(),
         &Intent::Swap {

@@ -29,8 +29,12 @@ use crate::catalog::GameId;
 pub struct TransfersSnapshot {
     /// Live outbound transfers per game; games with none are absent.
     pub outbound: BTreeMap<GameId, usize>,
-    /// Games with a local operation (update, remove, …) in progress.
+    /// Games with an operation that rewrites the payload (update, remove,
+    /// the swap of a download) in progress: hidden from peers, no uploads.
     pub active: BTreeSet<GameId>,
+    /// Games being installed or uninstalled: only `local/` changes, which
+    /// is never served, so they stay shared and their uploads go on.
+    pub local: BTreeSet<GameId>,
 }
 
 impl TransfersSnapshot {
@@ -48,6 +52,8 @@ impl TransfersSnapshot {
 pub enum TransferError {
     #[error("{0} is being updated or removed on this PC; try again when it is done")]
     OperationActive(GameId),
+    #[error("{0} is being installed or uninstalled on this PC; try again when it is done")]
+    LocalActive(GameId),
 }
 
 /// Identifies one live transfer, for logs and for unregistering.
@@ -57,6 +63,14 @@ pub type TransferId = u64;
 struct GameTransfers {
     live: HashMap<TransferId, CancellationToken>,
     active: bool,
+    /// An install or uninstall (touching `local/` only) is running.
+    local_busy: bool,
+}
+
+impl GameTransfers {
+    fn is_idle(&self) -> bool {
+        self.live.is_empty() && !self.active && !self.local_busy
+    }
 }
 
 /// Registry state. The mutex protects `games` only; it is never held across
@@ -117,6 +131,9 @@ impl OutboundTransfers {
             if state.active {
                 snapshot.active.insert(game.clone());
             }
+            if state.local_busy {
+                snapshot.local.insert(game.clone());
+            }
         }
         self.shared.published.send_if_modified(|current| {
             if *current == snapshot {
@@ -153,7 +170,7 @@ impl OutboundTransfers {
         let mut registry = self.lock();
         if let Some(state) = registry.games.get_mut(game) {
             state.live.remove(&id);
-            if state.live.is_empty() && !state.active {
+            if state.is_idle() {
                 registry.games.remove(game);
             }
         }
@@ -174,6 +191,9 @@ impl OutboundTransfers {
             if state.active {
                 return Err(TransferError::OperationActive(game.clone()));
             }
+            if state.local_busy {
+                return Err(TransferError::LocalActive(game.clone()));
+            }
             state.active = true;
             for token in state.live.values() {
                 token.cancel();
@@ -184,6 +204,7 @@ impl OutboundTransfers {
         let guard = OperationGuard {
             transfers: self.clone(),
             game: game.clone(),
+            rewrites_payload: true,
         };
         let game_id = game.clone();
         // The sender lives as long as `self`, so this only ends when the
@@ -194,11 +215,37 @@ impl OutboundTransfers {
         Ok(guard)
     }
 
-    fn end_operation(&self, game: &GameId) {
+    /// Starts an install or uninstall of `game`: it touches `local/` only,
+    /// which is never served, so uploads go on and the game stays shared.
+    /// Refused while any other operation runs on the game (one at a time:
+    /// an update's swap moves `local/`).
+    pub fn begin_local_operation(&self, game: &GameId) -> Result<OperationGuard, TransferError> {
+        let mut registry = self.lock();
+        let state = registry.games.entry(game.clone()).or_default();
+        if state.active {
+            return Err(TransferError::OperationActive(game.clone()));
+        }
+        if state.local_busy {
+            return Err(TransferError::LocalActive(game.clone()));
+        }
+        state.local_busy = true;
+        self.publish(&registry);
+        Ok(OperationGuard {
+            transfers: self.clone(),
+            game: game.clone(),
+            rewrites_payload: false,
+        })
+    }
+
+    fn end_operation(&self, game: &GameId, rewrote_payload: bool) {
         let mut registry = self.lock();
         if let Some(state) = registry.games.get_mut(game) {
-            state.active = false;
-            if state.live.is_empty() {
+            if rewrote_payload {
+                state.active = false;
+            } else {
+                state.local_busy = false;
+            }
+            if state.is_idle() {
                 registry.games.remove(game);
             }
         }
@@ -279,17 +326,28 @@ impl Drop for TransferGuard {
 pub struct OperationGuard {
     transfers: OutboundTransfers,
     game: GameId,
+    /// Taken with [`OutboundTransfers::begin_operation`]: no upload of the
+    /// game is left and none starts, so the payload may be rewritten. A
+    /// guard from [`OutboundTransfers::begin_local_operation`] allows
+    /// `local/` only.
+    rewrites_payload: bool,
 }
 
 impl OperationGuard {
     pub fn game(&self) -> &GameId {
         &self.game
     }
+
+    /// Whether this guard allows rewriting the payload (see the field).
+    pub fn rewrites_payload(&self) -> bool {
+        self.rewrites_payload
+    }
 }
 
 impl Drop for OperationGuard {
     fn drop(&mut self) {
-        self.transfers.end_operation(&self.game);
+        self.transfers
+            .end_operation(&self.game, self.rewrites_payload);
     }
 }
 
@@ -301,6 +359,47 @@ mod tests {
 
     fn game(id: &str) -> GameId {
         GameId::parse(id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_install_leaves_uploads_alone_and_excludes_other_operations() {
+        let transfers = OutboundTransfers::new();
+        let ut = game("ut2004");
+        let upload = transfers.register(&ut).unwrap();
+        let install = transfers.begin_local_operation(&ut).unwrap();
+        assert!(!install.rewrites_payload());
+        // The upload goes on, new ones start, the game is not hidden.
+        assert!(!upload.is_cancelled());
+        let another = transfers.register(&ut).unwrap();
+        let snapshot = transfers.snapshot();
+        assert!(!snapshot.is_active(&ut));
+        assert!(snapshot.local.contains(&ut));
+        assert_eq!(snapshot.outbound_count(&ut), 2);
+        // One operation at a time: neither an update nor a second install.
+        assert_eq!(
+            transfers.begin_operation(&ut).await.unwrap_err(),
+            TransferError::LocalActive(ut.clone())
+        );
+        assert!(transfers.begin_local_operation(&ut).is_err());
+        drop(install);
+        assert!(!transfers.snapshot().local.contains(&ut));
+        // An update then cancels the uploads as always.
+        drop(another);
+        let update = tokio::spawn({
+            let transfers = transfers.clone();
+            let ut = ut.clone();
+            async move { transfers.begin_operation(&ut).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(upload.is_cancelled());
+        drop(upload);
+        let update = update.await.unwrap().unwrap();
+        assert!(update.rewrites_payload());
+        // While it runs, no install starts.
+        assert_eq!(
+            transfers.begin_local_operation(&ut).unwrap_err(),
+            TransferError::OperationActive(ut.clone())
+        );
     }
 
     #[tokio::test]

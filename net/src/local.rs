@@ -193,11 +193,14 @@ impl LocalContext {
 
     async fn operate(&self, game: &GameId, op: LocalOp) -> Result<String, String> {
         let (games_dir, store) = self.folders()?;
-        let guard = self
-            .transfers
-            .begin_operation(game)
-            .await
-            .map_err(|e| e.to_string())?;
+        // Install and uninstall touch `local/` only, which is never served:
+        // uploads go on and the game stays shared. Remove rewrites the
+        // payload: every upload ends first.
+        let guard = match op {
+            LocalOp::Install | LocalOp::Uninstall => self.transfers.begin_local_operation(game),
+            LocalOp::Remove { .. } => self.transfers.begin_operation(game).await,
+        }
+        .map_err(|e| e.to_string())?;
         let id = game.clone();
         let result = tokio::task::spawn_blocking(move || {
             use lanspread_core::ops;

@@ -607,3 +607,71 @@ fn a_pinned_manifest_wins_over_any_number_of_liars() {
         );
     }
 }
+
+/// A seeder installs (and then uninstalls) the game while a PC downloads
+/// it: only `local/` changes, so its uploads go on, the game is never
+/// hidden, and the download takes every byte from it.
+#[test]
+fn installing_while_others_download_leaves_the_uploads_alone() {
+    let catalog = catalog();
+    let folder = GamesFolder::new();
+    folder
+        .add_payload("ut2004", &[("game.pak", 8 * MIB), ("readme.txt", 1000)], 11)
+        .write_catalog_version("ut2004", &catalog);
+    let seeder = seeder(&folder, &catalog, Some(24), &[]);
+    let ut = id("ut2004");
+    // Whether the seeder ever hid the game or stopped an upload.
+    let mut watch = seeder.handle.transfers().subscribe();
+    let hidden = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = hidden.clone();
+    let watched = ut.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            while watch.changed().await.is_ok() {
+                if watch.borrow_and_update().is_active(&watched) {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    });
+    let (target, peer) = downloader(&catalog, &[seeder.addr()], 1);
+    let answer = peer.ask(|reply| Command::Download {
+        game: ut.clone(),
+        reply,
+    });
+    wait_for_progress(&peer, 0.2);
+    let installed = seeder
+        .ask(|reply| Command::Install {
+            game: ut.clone(),
+            reply,
+        })
+        .blocking_recv()
+        .unwrap();
+    assert!(installed.is_ok(), "{installed:?}");
+    assert!(folder.game_dir("ut2004").join("local/game.pak").is_file());
+    assert!(
+        seeder.handle.state().local_games.iter().any(|g| g.id == ut),
+        "still shared"
+    );
+    let uninstalled = seeder
+        .ask(|reply| Command::Uninstall {
+            game: ut.clone(),
+            reply,
+        })
+        .blocking_recv()
+        .unwrap();
+    assert!(uninstalled.is_ok(), "{uninstalled:?}");
+    let report = answer.blocking_recv().unwrap().unwrap();
+    assert_same_game(folder.path(), target.path());
+    let share = share_of(&report, seeder.addr());
+    assert!(!share.dropped, "{share:?}");
+    assert!(
+        !hidden.load(std::sync::atomic::Ordering::Relaxed),
+        "the seeder hid the game or stopped its uploads"
+    );
+    assert_eq!(seeder.handle.transfers().snapshot().local.len(), 0);
+}
