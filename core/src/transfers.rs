@@ -71,6 +71,17 @@ impl GameTransfers {
     fn is_idle(&self) -> bool {
         self.live.is_empty() && !self.active && !self.local_busy
     }
+
+    /// One operation per game at a time, of either kind.
+    fn free_for_operation(&self, game: &GameId) -> Result<(), TransferError> {
+        if self.active {
+            Err(TransferError::OperationActive(game.clone()))
+        } else if self.local_busy {
+            Err(TransferError::LocalActive(game.clone()))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Registry state. The mutex protects `games` only; it is never held across
@@ -188,12 +199,7 @@ impl OutboundTransfers {
         {
             let mut registry = self.lock();
             let state = registry.games.entry(game.clone()).or_default();
-            if state.active {
-                return Err(TransferError::OperationActive(game.clone()));
-            }
-            if state.local_busy {
-                return Err(TransferError::LocalActive(game.clone()));
-            }
+            state.free_for_operation(game)?;
             state.active = true;
             for token in state.live.values() {
                 token.cancel();
@@ -222,12 +228,7 @@ impl OutboundTransfers {
     pub fn begin_local_operation(&self, game: &GameId) -> Result<OperationGuard, TransferError> {
         let mut registry = self.lock();
         let state = registry.games.entry(game.clone()).or_default();
-        if state.active {
-            return Err(TransferError::OperationActive(game.clone()));
-        }
-        if state.local_busy {
-            return Err(TransferError::LocalActive(game.clone()));
-        }
+        state.free_for_operation(game)?;
         state.local_busy = true;
         self.publish(&registry);
         Ok(OperationGuard {
