@@ -99,6 +99,21 @@ pub fn human_size_mib(mib: u64) -> String {
     }
 }
 
+/// Times for people: `45 s`, `4 min 10 s`, `1 h 5 min`.
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => match secs % 60 {
+            0 => format!("{} min", secs / 60),
+            s => format!("{} min {s} s", secs / 60),
+        },
+        _ => match secs / 60 % 60 {
+            0 => format!("{} h", secs / 3600),
+            m => format!("{} h {m} min", secs / 3600),
+        },
+    }
+}
+
 /// Byte counts for people: `512 B`, `1.5 GiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -112,5 +127,20 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(0), "0 s");
+        assert_eq!(human_duration(45), "45 s");
+        assert_eq!(human_duration(60), "1 min");
+        assert_eq!(human_duration(250), "4 min 10 s");
+        assert_eq!(human_duration(3600), "1 h");
+        assert_eq!(human_duration(3900), "1 h 5 min");
     }
 }

@@ -219,9 +219,9 @@ impl ProgressDisplay {
             Phase::Done => "done",
             Phase::Failed => "failed",
         };
-        let eta = p
-            .eta_secs
-            .map_or_else(String::new, |s| format!(", {s}s left"));
+        let eta = p.eta_secs.map_or_else(String::new, |s| {
+            format!(", {} left", crate::context::human_duration(s))
+        });
         let text = format!(
             "{} {}: {phase} {percent:5.1}% of {} at {}/s from {} peers{eta}",
             p.game,

@@ -192,9 +192,9 @@ fn card(
                 } else {
                     0.0
                 };
-                let eta = progress
-                    .eta_secs
-                    .map_or_else(String::new, |s| format!(" · {s}s left"));
+                let eta = progress.eta_secs.map_or_else(String::new, |s| {
+                    format!(" · {} left", crate::context::human_duration(s))
+                });
                 ui.add(
                     egui::ProgressBar::new(fraction)
                         .desired_width(width - 20.0)

@@ -70,9 +70,9 @@ pub fn downloads(ui: &mut egui::Ui, snapshot: &Snapshot, commands: &mut Vec<UiCo
                     } else {
                         0.0
                     };
-                    let eta = progress
-                        .eta_secs
-                        .map_or_else(String::new, |s| format!(", {s}s left"));
+                    let eta = progress.eta_secs.map_or_else(String::new, |s| {
+                        format!(", {} left", crate::context::human_duration(s))
+                    });
                     ui.add(egui::ProgressBar::new(fraction).text(format!(
                         "{} of {} at {}/s{eta}",
                         human_bytes(progress.done_bytes),

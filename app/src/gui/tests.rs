@@ -224,13 +224,15 @@ fn cards_follow_the_published_state() {
             total_bytes: 200,
             done_bytes: 90,
             bytes_per_sec: 1e6,
-            eta_secs: Some(3),
+            eta_secs: Some(250),
             peers: Vec::new(),
             error: None,
         },
     );
     harness.run();
     assert!(harness.query_by_label("downloading 45%").is_some());
+    // Time left in words for people.
+    assert!(harness.query_by_label_contains("4 min 10 s left").is_some());
 
     // The outdated game offers an update and says why it is not shared.
     harness.state_mut().screen.search = "counter-strike 1.6".into();
