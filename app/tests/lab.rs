@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{BIN, eventually};
 use lanspread_core::GameCatalog;
 use lanspread_tests::lab::Lab;
-use lanspread_tests::{GamesFolder, tree_hashes};
+use lanspread_tests::{GamesFolder, tamper_with, tree_hashes};
 use serde_json::Value;
 
 /// One lab test at a time.
@@ -754,12 +754,7 @@ fn three_instances_on_one_pc_are_one_voice() {
     };
     let version = catalog_version();
     seed(&party, &[0, 1], 8, &version);
-    let tampered = party.games(1).join("ut2004/ut2004.pak");
-    let mut bytes = std::fs::read(&tampered).unwrap();
-    for byte in bytes.iter_mut().step_by(4096) {
-        *byte ^= 0x55;
-    }
-    std::fs::write(&tampered, bytes).unwrap();
+    tamper_with(&party.games(1).join("ut2004/ut2004.pak"));
     party.serve(0, &["--no-discovery"]);
     let mut typed = vec![format!("{}:4747", party.lab.hosts[0].ip)];
     for port in [4747, 4748, 4749] {

@@ -218,7 +218,7 @@ impl Manifest {
                 });
             }
         }
-        self.check_names_fold()
+        self.check_names()
     }
 
     /// Two paths that differ only in case are one file on Windows and
@@ -226,18 +226,11 @@ impl Manifest {
     /// and `a/b`): checked on every platform, in time linear in the bytes
     /// of all paths. A prefix is looked up by a rolling hash (random base,
     /// so a peer cannot aim for collisions), confirmed by comparing text.
-    fn check_names_fold(&self) -> Result<(), ManifestError> {
+    fn check_names(&self) -> Result<(), ManifestError> {
         let folded: Vec<String> = self
             .files
             .iter()
-            .map(|f| {
-                let path = f.path.as_str();
-                if path.is_ascii() {
-                    path.to_ascii_lowercase()
-                } else {
-                    path.to_lowercase()
-                }
-            })
+            .map(|f| f.path.as_str().to_lowercase())
             .collect();
         let mut whole: std::collections::HashMap<&str, usize> =
             std::collections::HashMap::with_capacity(folded.len());

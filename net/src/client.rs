@@ -46,6 +46,14 @@ impl ClientError {
     }
 }
 
+/// A response frame's bytes, decoded; a refusal becomes the error.
+fn decode_response(bytes: &[u8]) -> Result<Response, ClientError> {
+    match proto::decode_frame::<Response>(bytes)? {
+        Response::Error(error) => Err(ClientError::Refused(error)),
+        other => Ok(other),
+    }
+}
+
 fn kind(response: &Response) -> &'static str {
     match response {
         Response::Hello(_) => "hello",
@@ -117,16 +125,24 @@ impl PeerClient {
         request: &Request,
         limit: u32,
     ) -> Result<(Response, quinn::RecvStream), ClientError> {
+        let (bytes, recv) = self.request_bytes(request, limit).await?;
+        Ok((decode_response(&bytes)?, recv))
+    }
+
+    /// As [`Self::request`], leaving the response frame undecoded (a big
+    /// one is decoded off the async threads).
+    async fn request_bytes(
+        &self,
+        request: &Request,
+        limit: u32,
+    ) -> Result<(Vec<u8>, quinn::RecvStream), ClientError> {
         let (mut send, mut recv) = self.connection.open_bi().await?;
         proto::write_frame(&mut send, request).await?;
         let _ = send.finish();
-        let response = proto::read_frame::<Response>(&mut recv, limit)
+        let bytes = proto::read_frame_bytes(&mut recv, limit)
             .await
             .map_err(|err| reset_code(&err).map_or(ClientError::Frame(err), ClientError::Reset))?;
-        match response {
-            Response::Error(error) => Err(ClientError::Refused(error)),
-            other => Ok((other, recv)),
-        }
+        Ok((bytes, recv))
     }
 
     pub async fn hello(&self, ours: &PeerHello) -> Result<PeerHello, ClientError> {
@@ -175,28 +191,20 @@ impl PeerClient {
             game: game.clone(),
             version: version.clone(),
         };
-        let (mut send, mut recv) = self.connection.open_bi().await?;
-        proto::write_frame(&mut send, &request).await?;
-        let _ = send.finish();
-        let bytes = proto::read_frame_bytes(&mut recv, MAX_MANIFEST_FRAME_BYTES)
-            .await
-            .map_err(|err| reset_code(&err).map_or(ClientError::Frame(err), ClientError::Reset))?;
+        let (bytes, _) = self
+            .request_bytes(&request, MAX_MANIFEST_FRAME_BYTES)
+            .await?;
         // Up to 48 MiB from a peer: decoded and checked off the async threads.
         let (game, version) = (game.clone(), version.clone());
-        tokio::task::spawn_blocking(move || {
-            let response: Response =
-                postcard::from_bytes(&bytes).map_err(|e| ClientError::Frame(e.into()))?;
-            match response {
-                Response::Manifest(manifest) => {
-                    if manifest.game != game || manifest.version != version {
-                        return Err(ClientError::Unexpected("a manifest of another game"));
-                    }
-                    manifest.validate()?;
-                    Ok(*manifest)
+        tokio::task::spawn_blocking(move || match decode_response(&bytes)? {
+            Response::Manifest(manifest) => {
+                if manifest.game != game || manifest.version != version {
+                    return Err(ClientError::Unexpected("a manifest of another game"));
                 }
-                Response::Error(error) => Err(ClientError::Refused(error)),
-                other => Err(ClientError::Unexpected(kind(&other))),
+                manifest.validate()?;
+                Ok(*manifest)
             }
+            other => Err(ClientError::Unexpected(kind(&other))),
         })
         .await
         .map_err(|e| ClientError::Stream(e.to_string()))?

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lanspread_core::{Blake3Hash, GameId, GameVersion};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,6 @@ use crate::client::{ClientError, PeerClient};
 use crate::proto::{AnnouncedGame, PeerHello, clean_name};
 use crate::runtime::{Event, PeerState};
 use crate::serve::CatalogCell;
-use lanspread_core::{Blake3Hash, GameId, GameVersion};
 
 /// The DNS-SD service type lanspread announces.
 pub const SERVICE_TYPE: &str = "_lanspread._udp.local.";

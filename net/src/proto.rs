@@ -253,8 +253,12 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     input: &mut (impl AsyncRead + Unpin),
     limit: u32,
 ) -> Result<T, FrameError> {
-    let bytes = read_frame_bytes(input, limit).await?;
-    Ok(postcard::from_bytes(&bytes)?)
+    decode_frame(&read_frame_bytes(input, limit).await?)
+}
+
+/// Decodes one frame's bytes (see [`read_frame_bytes`]).
+pub fn decode_frame<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, FrameError> {
+    Ok(postcard::from_bytes(bytes)?)
 }
 
 fn eof_is_truncated(err: std::io::Error) -> FrameError {

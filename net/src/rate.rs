@@ -47,6 +47,22 @@ impl RateLimit {
     }
 }
 
+/// One connection's place in the cap's queue. A piece waits for tokens
+/// only while it holds its connection's turn (a fair, first-come lock), so
+/// every connection has at most one piece in the queue and connections
+/// take turns, whatever number of chunks each asks for at once: the cap is
+/// shared per PC, not per request.
+#[derive(Debug, Default)]
+pub struct Turn(tokio::sync::Mutex<()>);
+
+impl RateLimit {
+    /// Waits until `bytes` may be sent, in `turn`'s place.
+    pub async fn take_in_turn(&self, turn: &Turn, bytes: usize) {
+        let _turn = turn.0.lock().await;
+        self.take(bytes).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

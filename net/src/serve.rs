@@ -213,10 +213,8 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_REQUESTS_PER_CONNECTION));
-    // This connection's place in the upload cap's queue: one piece at a
-    // time waits for tokens, whatever number of chunks it asks for at once,
-    // so a capped uplink is shared per PC, not per request.
-    let turn = Arc::new(tokio::sync::Mutex::new(()));
+    // This connection's place in the upload cap's queue.
+    let turn = Arc::new(crate::rate::Turn::default());
     // Requests in the order they came, for the chunks' send priorities.
     let mut arrived: u32 = 0;
     let proven_id = crate::endpoint::remote_peer_id(&connection);
@@ -289,7 +287,7 @@ async fn serve_connection(
 struct ServedStream<'a> {
     remote: SocketAddr,
     /// The connection's place in the upload cap's queue.
-    turn: &'a tokio::sync::Mutex<()>,
+    turn: &'a crate::rate::Turn,
     /// The request's place among the connection's requests (1, 2, ...).
     order: u32,
     /// The peer id the connection's client certificate proves.
@@ -601,7 +599,7 @@ enum Ended {
 
 async fn serve_chunk(
     context: &ServeContext,
-    turn: &tokio::sync::Mutex<()>,
+    turn: &crate::rate::Turn,
     send: &mut quinn::SendStream,
     ask: &ChunkRequest<'_>,
     shutdown: &CancellationToken,
@@ -692,7 +690,7 @@ async fn stream_file(
     len: u64,
     guard: &TransferGuard,
     shutdown: &CancellationToken,
-    pace: Option<(&crate::rate::RateLimit, &tokio::sync::Mutex<()>)>,
+    pace: Option<(&crate::rate::RateLimit, &crate::rate::Turn)>,
 ) -> Ended {
     let header_frame = Response::ChunkHeader { len };
     let header = proto::write_frame(send, &header_frame);
@@ -730,17 +728,11 @@ async fn stream_file(
             Err(err) => return Ended::ReadFailed(err),
         };
         if let Some((limit, turn)) = pace {
-            // The turn (a fair, first-come lock) is held only while this
-            // piece waits for its tokens: every connection has at most one
-            // piece in the cap's queue, so connections take turns.
             tokio::select! {
                 biased;
                 () = guard.cancelled() => return Ended::Cancelled,
                 () = shutdown.cancelled() => return Ended::Cancelled,
-                () = async {
-                    let _turn = turn.lock().await;
-                    limit.take(want).await;
-                } => {}
+                () = limit.take_in_turn(turn, want) => {}
             }
         }
         let write = send.write_chunk(piece);

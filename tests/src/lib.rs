@@ -188,6 +188,16 @@ impl TestPeer {
     }
 }
 
+/// Flips every 4096th byte of the file at `path`, keeping its size: a
+/// tampered copy whose manifest disagrees with the honest one.
+pub fn tamper_with(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("a readable file to tamper with");
+    for byte in bytes.iter_mut().step_by(4096) {
+        *byte ^= 0x55;
+    }
+    std::fs::write(path, bytes).expect("the tampered file is written");
+}
+
 /// Every file under `dir` (relative path with `/`) and the BLAKE3 of its
 /// contents: two trees are identical when their maps are equal.
 pub fn tree_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {

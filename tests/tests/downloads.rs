@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use lanspread_core::{GameCatalog, GameId};
 use lanspread_net::Command;
 use lanspread_net::download::DownloadReport;
-use lanspread_tests::{GamesFolder, TestPeer, tree_hashes};
+use lanspread_tests::{GamesFolder, TestPeer, tamper_with, tree_hashes};
 
 const MIB: usize = 1024 * 1024;
 
@@ -173,14 +173,12 @@ fn corrupt_keeping_mtime(path: &Path) {
 #[test]
 fn a_seeder_with_flipped_bytes_is_outvoted() {
     let catalog = catalog();
-    let folders: Vec<GamesFolder> = (0..3).map(|_| ut_folder(&catalog, 8, 3)).collect();
-    // Same sizes, different bytes: its manifest disagrees.
-    let flipped = folders[2].game_dir("ut2004").join("ut2004.zip");
-    let mut bytes = std::fs::read(&flipped).unwrap();
-    for byte in bytes.iter_mut().step_by(4096) {
-        *byte ^= 0x55;
-    }
-    std::fs::write(&flipped, bytes).unwrap();
+    // The third has the same sizes and other bytes: its manifest disagrees.
+    let folders = [
+        ut_folder(&catalog, 8, 3),
+        ut_folder(&catalog, 8, 3),
+        tampered_folder(&catalog, 8, 3),
+    ];
     let seeders: Vec<TestPeer> = folders
         .iter()
         .map(|f| seeder(f, &catalog, None, &[]))
@@ -506,12 +504,7 @@ fn a_downloader_serves_what_it_verified_and_pausing_stops_those_uploads() {
 /// file (same sizes): its manifest disagrees with the honest one.
 fn tampered_folder(catalog: &GameCatalog, mib: usize, seed: u64) -> GamesFolder {
     let folder = ut_folder(catalog, mib, seed);
-    let path = folder.game_dir("ut2004").join("ut2004.zip");
-    let mut bytes = std::fs::read(&path).unwrap();
-    for byte in bytes.iter_mut().step_by(4096) {
-        *byte ^= 0x55;
-    }
-    std::fs::write(&path, bytes).unwrap();
+    tamper_with(&folder.game_dir("ut2004").join("ut2004.zip"));
     folder
 }
 
