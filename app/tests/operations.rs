@@ -81,10 +81,10 @@ fn a_killed_download_resumes_and_refetches_only_what_was_in_flight() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report = last_json_line(&out.stdout);
-    let total = report["total_chunks"].as_u64().unwrap();
-    let fetched = report["chunks_fetched"].as_u64().unwrap();
-    let journaled = report["chunks_journaled"].as_u64().unwrap();
-    let rescued = report["chunks_rescued"].as_u64().unwrap();
+    let total = report["total_pieces"].as_u64().unwrap();
+    let fetched = report["pieces_fetched"].as_u64().unwrap();
+    let journaled = report["pieces_journaled"].as_u64().unwrap();
+    let rescued = report["pieces_rescued"].as_u64().unwrap();
     assert_eq!(fetched + journaled + rescued, total, "{report}");
     assert!(journaled + rescued > 0, "the second run resumed: {report}");
     for field in ["id", "version", "bytes", "seconds", "peers"] {

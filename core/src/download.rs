@@ -41,8 +41,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Blake3Hash, Manifest, chunk_range};
-use crate::paths::RelPath;
+use crate::manifest::{Blake3Hash, CDC_MAX_BYTES, Manifest};
 
 /// Most requests in flight for one chunk at a time (the original and one
 /// stolen copy).
@@ -81,70 +80,158 @@ pub const LOST_GRACE: Duration = Duration::from_secs(3);
 /// waited for when no other peer is left.
 pub const STOPPED_GRACE: Duration = Duration::from_secs(20);
 
+/// A piece's bytes are at least this many unless the manifest ends: small
+/// files travel together, so a game of 50,000 files of 4 KiB is about 200
+/// requests, not 50,000 round trips.
+pub const PIECE_FILL_BYTES: u64 = 1 << 20;
+/// No piece is longer (the longest chunk).
+pub const MAX_PIECE_BYTES: u64 = CDC_MAX_BYTES as u64;
+/// Most chunks (each a byte range of one file) in one piece.
+pub const MAX_PIECE_CHUNKS: usize = 256;
+/// Most bytes of file paths one piece's request names.
+pub const MAX_PIECE_PATH_BYTES: usize = 32 * 1024;
+
 /// One chunk of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRef {
     /// Index of the file in the manifest.
     pub file: usize,
-    /// Index of the chunk within its file.
-    pub index: u64,
     pub offset: u64,
     pub len: u64,
     pub hash: Blake3Hash,
 }
 
-/// Every chunk of a manifest, numbered globally in manifest order.
-#[derive(Debug, Clone)]
-pub struct ChunkPlan {
-    pub chunks: Vec<ChunkRef>,
+/// A piece: chunks next to each other in manifest order, asked for in one
+/// request. The unit of scheduling, of the journal and of the have-maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceRef {
+    /// Its chunks, as indices into [`PiecePlan::chunks`].
+    pub chunks: std::ops::Range<usize>,
+    pub len: u64,
 }
 
-impl ChunkPlan {
+/// One byte range of one file, as a request names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRange {
+    pub file: usize,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Every chunk of a manifest, numbered globally in manifest order, and the
+/// pieces they are grouped into. Every PC groups one manifest the same way.
+#[derive(Debug, Clone)]
+pub struct PiecePlan {
+    pub chunks: Vec<ChunkRef>,
+    pub pieces: Vec<PieceRef>,
+}
+
+impl PiecePlan {
+    /// Chunks join the piece before them while it is shorter than
+    /// [`PIECE_FILL_BYTES`] and stays within [`MAX_PIECE_BYTES`],
+    /// [`MAX_PIECE_CHUNKS`] and [`MAX_PIECE_PATH_BYTES`].
     pub fn new(manifest: &Manifest) -> Self {
-        let mut chunks = Vec::new();
+        let mut chunks = Vec::with_capacity(manifest.total_chunks());
         for (file, entry) in manifest.files.iter().enumerate() {
-            for (index, hash) in entry.chunks.iter().enumerate() {
-                let index = index as u64;
-                if let Some((offset, len)) =
-                    chunk_range(entry.len_bytes, manifest.chunk_len_bytes, index)
-                {
-                    chunks.push(ChunkRef {
-                        file,
-                        index,
-                        offset,
-                        len,
-                        hash: *hash,
+            for (offset, chunk) in entry.chunk_offsets() {
+                chunks.push(ChunkRef {
+                    file,
+                    offset,
+                    len: u64::from(chunk.len),
+                    hash: chunk.hash,
+                });
+            }
+        }
+        let mut pieces: Vec<PieceRef> = Vec::new();
+        let mut path_bytes = 0;
+        for (index, chunk) in chunks.iter().enumerate() {
+            let new_file = index == 0 || chunks[index - 1].file != chunk.file;
+            let path_len = if new_file {
+                manifest.files[chunk.file].path.as_str().len()
+            } else {
+                0
+            };
+            let joins = pieces.last().is_some_and(|piece| {
+                piece.len < PIECE_FILL_BYTES
+                    && piece.len + chunk.len <= MAX_PIECE_BYTES
+                    && piece.chunks.len() < MAX_PIECE_CHUNKS
+                    && path_bytes + path_len <= MAX_PIECE_PATH_BYTES
+            });
+            match pieces.last_mut() {
+                Some(piece) if joins => {
+                    piece.chunks.end = index + 1;
+                    piece.len += chunk.len;
+                    path_bytes += path_len;
+                }
+                _ => {
+                    pieces.push(PieceRef {
+                        chunks: index..index + 1,
+                        len: chunk.len,
                     });
+                    path_bytes = manifest.files[chunk.file].path.as_str().len();
                 }
             }
         }
-        Self { chunks }
+        Self { chunks, pieces }
     }
 
+    /// Number of pieces.
     pub fn len(&self) -> usize {
-        self.chunks.len()
+        self.pieces.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.pieces.is_empty()
     }
 
-    /// The file path of a chunk.
-    pub fn path<'m>(&self, manifest: &'m Manifest, chunk: usize) -> &'m RelPath {
-        &manifest.files[self.chunks[chunk].file].path
+    /// The chunks of a piece.
+    pub fn piece_chunks(&self, piece: usize) -> &[ChunkRef] {
+        &self.chunks[self.pieces[piece].chunks.clone()]
     }
 
-    /// The chunks of file `file` that overlap bytes `offset..offset + len`.
-    pub fn chunks_of_range(&self, file: usize, offset: u64, len: u64) -> Vec<usize> {
+    /// The byte ranges a piece's request names: its chunks, those next to
+    /// each other in one file joined.
+    pub fn ranges(&self, piece: usize) -> Vec<FileRange> {
+        let mut ranges: Vec<FileRange> = Vec::new();
+        for chunk in self.piece_chunks(piece) {
+            match ranges.last_mut() {
+                Some(last) if last.file == chunk.file && last.offset + last.len == chunk.offset => {
+                    last.len += chunk.len;
+                }
+                _ => ranges.push(FileRange {
+                    file: chunk.file,
+                    offset: chunk.offset,
+                    len: chunk.len,
+                }),
+            }
+        }
+        ranges
+    }
+
+    /// The piece a chunk belongs to.
+    pub fn piece_of_chunk(&self, chunk: usize) -> usize {
+        self.pieces
+            .partition_point(|p| p.chunks.end <= chunk)
+            .min(self.pieces.len().saturating_sub(1))
+    }
+
+    /// The pieces holding bytes `offset..offset + len` of file `file`.
+    pub fn pieces_of_range(&self, file: usize, offset: u64, len: u64) -> Vec<usize> {
         let end = offset.saturating_add(len);
         let first = self.chunks.partition_point(|c| c.file < file);
-        self.chunks[first..]
-            .iter()
-            .enumerate()
-            .take_while(|(_, c)| c.file == file)
-            .filter(|(_, c)| c.offset < end && offset < c.offset + c.len)
-            .map(|(i, _)| first + i)
-            .collect()
+        let mut pieces: Vec<usize> = Vec::new();
+        for (i, c) in self.chunks[first..].iter().enumerate() {
+            if c.file != file || c.offset >= end {
+                break;
+            }
+            if offset < c.offset + c.len {
+                let piece = self.piece_of_chunk(first + i);
+                if pieces.last() != Some(&piece) {
+                    pieces.push(piece);
+                }
+            }
+        }
+        pieces
     }
 }
 
@@ -483,10 +570,10 @@ impl DownloadMachine {
         }
     }
 
-    /// A machine for every chunk of `plan`.
-    pub fn for_plan(plan: &ChunkPlan, already: &HaveMap, seed: u64, now: Instant) -> Self {
+    /// A machine for every piece of `plan` (its "chunks" are the pieces).
+    pub fn for_plan(plan: &PiecePlan, already: &HaveMap, seed: u64, now: Instant) -> Self {
         Self::new(
-            plan.chunks.iter().map(|c| c.len).collect(),
+            plan.pieces.iter().map(|p| p.len).collect(),
             already,
             seed,
             now,

@@ -1,17 +1,34 @@
-//! Manifests: the files of one game version, with BLAKE3 hashes of each whole
-//! file and of its fixed-size chunks.
+//! Manifests: the files of one game version, each cut into content-defined
+//! chunks with a BLAKE3 hash per chunk.
 //!
 //! A manifest covers the payload only: `local/` (the installed game),
 //! `version.ini` (written by the downloader last) and lanspread's own
-//! `.lanspread*` temporary files are left out. Building one hashes every file
-//! once; the hashes are cached in the store keyed by (path, size, mtime), so
-//! scanning an unchanged game again costs a few `stat`s and no hashing.
+//! `.lanspread*` temporary files are left out. Building one reads every
+//! file once and hashes each byte once, on every core; the hashes are cached
+//! in the store keyed by (path, size, mtime), so scanning an unchanged game
+//! again costs a few `stat`s and no hashing.
+//!
+//! ## Format 2: content-defined chunks, chunk hashes only
+//!
+//! A file is cut where its content says (FastCDC 2020 with a gear hash):
+//! never before [`CDC_MIN_BYTES`] (1 MiB) from the previous cut, at the
+//! first position after that where the rolling hash matches a 256 KiB mask,
+//! and at [`CDC_MAX_BYTES`] (4 MiB) at the latest. Chunks average about
+//! 1.1 MiB. Because the cuts follow the content, bytes inserted into a big
+//! archive change the chunks around the insertion and leave the rest of the
+//! file's chunks (and their hashes) as they were: an update fetches a few
+//! MiB instead of the rest of the file (see `docs/formats.md`).
+//!
+//! The chunk hashes are the only hashes: a file's identity
+//! ([`FileEntry::content_id`]) is derived from its chunk list, so no byte
+//! is hashed twice, and the manifest digest covers every chunk hash.
 
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::GameId;
@@ -20,12 +37,17 @@ use crate::paths::{self, PathError, RelPath};
 use crate::store::{Store, StoreError};
 use crate::version::GameVersion;
 
-/// Chunk size for new manifests. A chunk is the unit of scheduling and of
-/// verification in downloads.
-pub const CHUNK_LEN_BYTES: u64 = 1 << 20;
-/// Smallest and largest chunk size accepted in a peer's manifest.
-pub const MIN_CHUNK_LEN_BYTES: u64 = 64 * 1024;
-pub const MAX_CHUNK_LEN_BYTES: u64 = 16 << 20;
+/// The manifest format: chunking and hashing rules. Part of the digest,
+/// and of every cached record, so hashes made under other rules never mix.
+pub const MANIFEST_FORMAT: u32 = 2;
+/// No cut closer than this to the previous one (the last chunk of a file
+/// may be shorter).
+pub const CDC_MIN_BYTES: u32 = 1 << 20;
+/// The mask of the gear hash: a cut is found about every 256 KiB after
+/// the minimum.
+pub const CDC_MASK_BYTES: u32 = 256 << 10;
+/// A cut at the latest here.
+pub const CDC_MAX_BYTES: u32 = 4 << 20;
 /// Most files accepted in one manifest.
 pub const MAX_FILES: usize = 200_000;
 /// Largest game accepted (1 TiB): bounds the chunk list a peer can make us hold.
@@ -68,15 +90,44 @@ impl fmt::Display for Blake3Hash {
     }
 }
 
+/// One chunk of a file: its length and the BLAKE3 of its bytes. Its offset
+/// is the sum of the lengths before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    pub len: u32,
+    pub hash: Blake3Hash,
+}
+
 /// One file of a payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub path: RelPath,
     pub len_bytes: u64,
-    /// BLAKE3 of the whole file.
-    pub hash: Blake3Hash,
-    /// BLAKE3 of each chunk, in order; the last may be short.
-    pub chunks: Vec<Blake3Hash>,
+    /// The file's chunks, in order; their lengths add up to `len_bytes`.
+    pub chunks: Vec<ChunkEntry>,
+}
+
+impl FileEntry {
+    /// The file's identity: BLAKE3 over its chunk list. Equal ids, equal
+    /// bytes (as far as BLAKE3 goes), without reading the file again.
+    pub fn content_id(&self) -> Blake3Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.len_bytes.to_le_bytes());
+        for chunk in &self.chunks {
+            hasher.update(&chunk.len.to_le_bytes());
+            hasher.update(&chunk.hash.0);
+        }
+        hasher.finalize().into()
+    }
+
+    /// Each chunk with its offset in the file.
+    pub fn chunk_offsets(&self) -> impl Iterator<Item = (u64, &ChunkEntry)> {
+        self.chunks.iter().scan(0u64, |offset, chunk| {
+            let at = *offset;
+            *offset += u64::from(chunk.len);
+            Some((at, chunk))
+        })
+    }
 }
 
 /// The files of one game version.
@@ -84,23 +135,8 @@ pub struct FileEntry {
 pub struct Manifest {
     pub game: GameId,
     pub version: GameVersion,
-    pub chunk_len_bytes: u64,
     /// Sorted by path; paths are unique.
     pub files: Vec<FileEntry>,
-}
-
-/// How many chunks a file of `len_bytes` has.
-pub fn chunk_count(len_bytes: u64, chunk_len_bytes: u64) -> u64 {
-    len_bytes.div_ceil(chunk_len_bytes)
-}
-
-/// The byte range `(offset, len)` of chunk `index` in a file.
-pub fn chunk_range(len_bytes: u64, chunk_len_bytes: u64, index: u64) -> Option<(u64, u64)> {
-    let offset = index.checked_mul(chunk_len_bytes)?;
-    if offset >= len_bytes {
-        return None;
-    }
-    Some((offset, chunk_len_bytes.min(len_bytes - offset)))
 }
 
 /// Why a manifest (ours or a peer's) is not acceptable.
@@ -115,8 +151,6 @@ pub enum ManifestError {
     Path(#[from] PathError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("manifest chunk size {0} is outside {MIN_CHUNK_LEN_BYTES}..={MAX_CHUNK_LEN_BYTES}")]
-    BadChunkLen(u64),
     #[error("manifest lists {0} files, more than {MAX_FILES}")]
     TooManyFiles(usize),
     #[error("manifest is larger than {MAX_TOTAL_LEN_BYTES} bytes")]
@@ -131,12 +165,11 @@ pub enum ManifestError {
     CaseCollision { path: String, other: String },
     #[error("manifest lists {path}, which is not part of a payload")]
     NotPayload { path: String },
-    #[error("manifest gives {path} {found} chunk hashes; {len} bytes need {expected}")]
-    ChunkCount {
+    #[error("manifest cuts {path} ({len} bytes) into chunks that are not its bytes: {detail}")]
+    BadChunks {
         path: String,
         len: u64,
-        found: usize,
-        expected: u64,
+        detail: String,
     },
     #[error("{path} is a symbolic link that leaves the game folder or points at a folder")]
     Symlink { path: String },
@@ -149,18 +182,17 @@ impl Manifest {
     }
 
     /// Total number of chunks over all files.
-    pub fn total_chunks(&self) -> u64 {
-        self.files
-            .iter()
-            .map(|f| chunk_count(f.len_bytes, self.chunk_len_bytes))
-            .sum()
+    pub fn total_chunks(&self) -> usize {
+        self.files.iter().map(|f| f.chunks.len()).sum()
     }
 
     pub fn file(&self, path: &RelPath) -> Option<&FileEntry> {
-        self.files
-            .binary_search_by(|f| f.path.cmp(path))
-            .ok()
-            .map(|i| &self.files[i])
+        self.file_index(path).map(|i| &self.files[i])
+    }
+
+    /// Where `path` is in the (sorted) file list.
+    pub fn file_index(&self, path: &RelPath) -> Option<usize> {
+        self.files.binary_search_by(|f| f.path.cmp(path)).ok()
     }
 
     /// A digest of the whole manifest, every chunk hash included: equal
@@ -168,30 +200,30 @@ impl Manifest {
     /// holds chunks verified against exactly these hashes).
     pub fn digest(&self) -> Blake3Hash {
         let mut hasher = blake3::Hasher::new();
+        hasher.update(&MANIFEST_FORMAT.to_le_bytes());
         hasher.update(self.game.as_str().as_bytes());
         hasher.update(&[0]);
         hasher.update(self.version.as_str().as_bytes());
         hasher.update(&[0]);
-        hasher.update(&self.chunk_len_bytes.to_le_bytes());
         for file in &self.files {
             hasher.update(file.path.as_str().as_bytes());
             hasher.update(&[0]);
             hasher.update(&file.len_bytes.to_le_bytes());
-            hasher.update(&file.hash.0);
             hasher.update(&(file.chunks.len() as u64).to_le_bytes());
             for chunk in &file.chunks {
-                hasher.update(&chunk.0);
+                hasher.update(&chunk.len.to_le_bytes());
+                hasher.update(&chunk.hash.0);
             }
         }
         hasher.finalize().into()
     }
 
     /// Checks everything a manifest from a peer must satisfy before we act
-    /// on it. Paths were validated when deserialized; this checks the rest.
+    /// on it. Paths were validated when deserialized; this checks the rest:
+    /// sizes, chunk lengths (every chunk but a file's last at least
+    /// [`CDC_MIN_BYTES`], none over [`CDC_MAX_BYTES`], adding up to the
+    /// file), order, reserved names, and names that collide.
     pub fn validate(&self) -> Result<(), ManifestError> {
-        if !(MIN_CHUNK_LEN_BYTES..=MAX_CHUNK_LEN_BYTES).contains(&self.chunk_len_bytes) {
-            return Err(ManifestError::BadChunkLen(self.chunk_len_bytes));
-        }
         if self.files.len() > MAX_FILES {
             return Err(ManifestError::TooManyFiles(self.files.len()));
         }
@@ -208,15 +240,11 @@ impl Manifest {
                 .checked_add(file.len_bytes)
                 .filter(|t| *t <= MAX_TOTAL_LEN_BYTES)
                 .ok_or(ManifestError::TooLarge)?;
-            let expected = chunk_count(file.len_bytes, self.chunk_len_bytes);
-            if file.chunks.len() as u64 != expected {
-                return Err(ManifestError::ChunkCount {
-                    path: path(),
-                    len: file.len_bytes,
-                    found: file.chunks.len(),
-                    expected,
-                });
-            }
+            check_chunks(file).map_err(|detail| ManifestError::BadChunks {
+                path: path(),
+                len: file.len_bytes,
+                detail,
+            })?;
         }
         self.check_names()
     }
@@ -263,14 +291,34 @@ impl Manifest {
     }
 }
 
+/// A file's chunk lengths: within bounds and adding up to the file.
+fn check_chunks(file: &FileEntry) -> Result<(), String> {
+    let last = file.chunks.len().saturating_sub(1);
+    let mut sum: u64 = 0;
+    for (index, chunk) in file.chunks.iter().enumerate() {
+        let too_short = chunk.len == 0 || (index < last && chunk.len < CDC_MIN_BYTES);
+        if too_short || chunk.len > CDC_MAX_BYTES {
+            return Err(format!("chunk {index} is {} bytes", chunk.len));
+        }
+        sum += u64::from(chunk.len);
+        if sum > file.len_bytes {
+            return Err(format!("chunks past the end at chunk {index}"));
+        }
+    }
+    if sum != file.len_bytes {
+        return Err(format!("the chunks add up to {sum} bytes"));
+    }
+    Ok(())
+}
+
 /// What the store remembers about one file's hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedFileHashes {
     pub len_bytes: u64,
     pub mtime_ns: u128,
-    pub chunk_len_bytes: u64,
-    pub hash: Blake3Hash,
-    pub chunks: Vec<Blake3Hash>,
+    /// [`MANIFEST_FORMAT`] when hashed: a record of other rules is a miss.
+    pub format: u32,
+    pub chunks: Vec<ChunkEntry>,
 }
 
 /// A built manifest and what building it cost.
@@ -283,6 +331,17 @@ pub struct ManifestBuild {
     pub cached_files: usize,
 }
 
+/// How far a manifest build is, for a progress line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashProgress {
+    /// Files to hash (not in the cache), and bytes in them.
+    pub files_total: usize,
+    pub bytes_total: u64,
+    /// Files and bytes hashed so far.
+    pub files_done: usize,
+    pub bytes_done: u64,
+}
+
 /// Hashes the payload in `game_dir` (using and refreshing the store's cache).
 pub fn build_manifest(
     game_dir: &Path,
@@ -290,67 +349,164 @@ pub fn build_manifest(
     version: &GameVersion,
     store: &Store,
 ) -> Result<ManifestBuild, ManifestError> {
+    build_manifest_reporting(game_dir, game, version, store, &|_| {})
+}
+
+/// [`build_manifest`], telling `on_progress` how far the hashing is (from
+/// the hashing threads, after each file and every few MiB).
+pub fn build_manifest_reporting(
+    game_dir: &Path,
+    game: &GameId,
+    version: &GameVersion,
+    store: &Store,
+    on_progress: &(dyn Fn(HashProgress) + Sync),
+) -> Result<ManifestBuild, ManifestError> {
     let found = payload_files(game_dir)?;
-    let mut files = Vec::with_capacity(found.len());
-    let mut fresh: Vec<(String, CachedFileHashes)> = Vec::new();
-    let mut hashed_bytes = 0;
-    let mut cached_files = 0;
-    for (rel, disk_path) in found {
-        let io_err = |source| ManifestError::Io {
+    // The cache first, one file after the other (a few stats and lookups).
+    let mut slots: Vec<Option<CachedFileHashes>> = Vec::with_capacity(found.len());
+    let mut misses: Vec<(usize, String, u128, u64)> = Vec::new();
+    for (index, (_, disk_path)) in found.iter().enumerate() {
+        let meta = std::fs::metadata(disk_path).map_err(|source| ManifestError::Io {
             path: disk_path.display().to_string(),
             source,
-        };
-        let meta = std::fs::metadata(&disk_path).map_err(io_err)?;
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        let key = cache_key(&disk_path);
+        })?;
+        let mtime_ns = mtime_ns(&meta);
+        let key = cache_key(disk_path);
         let hit = store.cached_file_hashes(&key)?.filter(|cached| {
             cached.len_bytes == meta.len()
                 && cached.mtime_ns == mtime_ns
-                && cached.chunk_len_bytes == CHUNK_LEN_BYTES
+                && cached.format == MANIFEST_FORMAT
         });
-        let hashes = match hit {
-            Some(cached) => {
-                cached_files += 1;
-                cached
-            }
-            None => {
-                let (len_bytes, hash, chunks) = hash_file(&disk_path, CHUNK_LEN_BYTES)?;
-                hashed_bytes += len_bytes;
-                let computed = CachedFileHashes {
-                    len_bytes,
-                    mtime_ns,
-                    chunk_len_bytes: CHUNK_LEN_BYTES,
-                    hash,
-                    chunks,
-                };
-                fresh.push((key, computed.clone()));
-                computed
-            }
-        };
-        files.push(FileEntry {
-            path: rel,
-            len_bytes: hashes.len_bytes,
-            hash: hashes.hash,
-            chunks: hashes.chunks,
+        if hit.is_none() {
+            misses.push((index, key, mtime_ns, meta.len()));
+        }
+        slots.push(hit);
+    }
+    let cached_files = found.len() - misses.len();
+    // Then every file not in the cache, on all cores.
+    let progress = ProgressCounter {
+        total: HashProgress {
+            files_total: misses.len(),
+            bytes_total: misses.iter().map(|m| m.3).sum(),
+            ..HashProgress::default()
+        },
+        files: std::sync::atomic::AtomicUsize::new(0),
+        bytes: std::sync::atomic::AtomicU64::new(0),
+        report: on_progress,
+    };
+    let hashed: Vec<Result<(usize, String, CachedFileHashes), ManifestError>> =
+        in_hash_pool(|| {
+            misses
+                .par_iter()
+                .map(|(index, key, mtime_ns, _)| {
+                    let (len_bytes, chunks) = hash_file_counting(&found[*index].1, &progress)?;
+                    progress.file_done();
+                    let hashes = CachedFileHashes {
+                        len_bytes,
+                        mtime_ns: *mtime_ns,
+                        format: MANIFEST_FORMAT,
+                        chunks,
+                    };
+                    Ok((*index, key.clone(), hashes))
+                })
+                .collect()
         });
+    let mut fresh = Vec::with_capacity(hashed.len());
+    let mut hashed_bytes = 0;
+    for result in hashed {
+        let (index, key, hashes) = result?;
+        hashed_bytes += hashes.len_bytes;
+        slots[index] = Some(hashes.clone());
+        fresh.push((key, hashes));
     }
     if !fresh.is_empty() {
         store.put_file_hashes(fresh.iter().map(|(k, v)| (k.as_str(), v)))?;
     }
+    let files = found
+        .into_iter()
+        .zip(slots)
+        .filter_map(|((path, _), hashes)| {
+            hashes.map(|h| FileEntry {
+                path,
+                len_bytes: h.len_bytes,
+                chunks: h.chunks,
+            })
+        })
+        .collect();
     Ok(ManifestBuild {
         manifest: Manifest {
             game: game.clone(),
             version: version.clone(),
-            chunk_len_bytes: CHUNK_LEN_BYTES,
             files,
         },
         hashed_bytes,
         cached_files,
     })
+}
+
+/// Counts a build's progress across the hashing threads.
+struct ProgressCounter<'a> {
+    total: HashProgress,
+    files: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicU64,
+    report: &'a (dyn Fn(HashProgress) + Sync),
+}
+
+impl ProgressCounter<'_> {
+    fn add_bytes(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bytes.fetch_add(bytes, Relaxed);
+        self.report_now();
+    }
+
+    fn file_done(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.files.fetch_add(1, Relaxed);
+        self.report_now();
+    }
+
+    fn report_now(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.report)(HashProgress {
+            files_done: self.files.load(Relaxed),
+            bytes_done: self.bytes.load(Relaxed),
+            ..self.total
+        });
+    }
+}
+
+/// Most threads hashing at once: each holds one read window
+/// ([`HASH_WINDOW_BYTES`] plus a chunk), so this bounds the memory a first
+/// scan takes on a PC with many cores.
+pub const MAX_HASH_THREADS: usize = 8;
+/// Bytes read from a file per step of hashing it.
+pub const HASH_WINDOW_BYTES: usize = 8 << 20;
+
+/// Runs `work` on the hashing threads (a pool of at most
+/// [`MAX_HASH_THREADS`], made once).
+fn in_hash_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(MAX_HASH_THREADS);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("lanspread-hash-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Records `manifest`'s hashes for the payload now in `game_dir` (one just
@@ -371,18 +527,12 @@ pub fn remember_payload(
         if !meta.is_file() || meta.len() != file.len_bytes {
             continue;
         }
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
         known.push((
             cache_key(&disk_path),
             CachedFileHashes {
                 len_bytes: file.len_bytes,
-                mtime_ns,
-                chunk_len_bytes: manifest.chunk_len_bytes,
-                hash: file.hash,
+                mtime_ns: mtime_ns(&meta),
+                format: MANIFEST_FORMAT,
                 chunks: file.chunks.clone(),
             },
         ));
@@ -396,50 +546,93 @@ fn cache_key(path: &Path) -> String {
     absolute.to_string_lossy().into_owned()
 }
 
-/// Reads a file once, returning its length, whole-file hash and chunk hashes.
-pub fn hash_file(
+/// Reads a file once, cutting it into content-defined chunks and hashing
+/// each (several chunks at once, on the hashing threads); returns its
+/// length and chunks.
+pub fn hash_file(path: &Path) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
+    let progress = ProgressCounter {
+        total: HashProgress::default(),
+        files: std::sync::atomic::AtomicUsize::new(0),
+        bytes: std::sync::atomic::AtomicU64::new(0),
+        report: &|_| {},
+    };
+    in_hash_pool(|| hash_file_counting(path, &progress))
+}
+
+fn hash_file_counting(
     path: &Path,
-    chunk_len_bytes: u64,
-) -> Result<(u64, Blake3Hash, Vec<Blake3Hash>), ManifestError> {
+    progress: &ProgressCounter<'_>,
+) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
     let io_err = |source| ManifestError::Io {
         path: path.display().to_string(),
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let chunk_len = usize::try_from(chunk_len_bytes)
-        .map_err(|_| ManifestError::BadChunkLen(chunk_len_bytes))?;
-    let mut buffer = vec![0u8; chunk_len];
-    let mut whole = blake3::Hasher::new();
+    let full = HASH_WINDOW_BYTES + CDC_MAX_BYTES as usize;
+    // A small file gets a buffer of its size (plus one byte to see the end).
+    let hint = file.metadata().map_or(full as u64, |m| m.len());
+    let mut buffer =
+        vec![0u8; usize::try_from(hint).map_or(full, |h| h.saturating_add(1).min(full))];
+    let mut filled = 0;
+    let mut at_end = false;
     let mut chunks = Vec::new();
     let mut len_bytes = 0u64;
     loop {
-        let filled = read_full(&mut file, &mut buffer).map_err(io_err)?;
-        if filled == 0 {
+        while !at_end && filled < buffer.len() {
+            match file.read(&mut buffer[filled..]) {
+                Ok(0) => at_end = true,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(io_err(err)),
+            }
+        }
+        if !at_end && buffer.len() < full {
+            // The file grew since its size was read: a full window.
+            buffer.resize(full, 0);
+            continue;
+        }
+        let cuts = cut_points(&buffer[..filled], at_end);
+        let window = &buffer[..filled];
+        let hashed: Vec<ChunkEntry> = cuts
+            .par_iter()
+            .map(|&(start, len)| ChunkEntry {
+                len: len as u32,
+                hash: Blake3Hash::of(&window[start..start + len]),
+            })
+            .collect();
+        let consumed: usize = cuts.iter().map(|c| c.1).sum();
+        chunks.extend(hashed);
+        len_bytes += consumed as u64;
+        progress.add_bytes(consumed as u64);
+        if at_end && consumed == filled {
             break;
         }
-        let data = &buffer[..filled];
-        whole.update(data);
-        chunks.push(Blake3Hash::of(data));
-        len_bytes += filled as u64;
-        if filled < chunk_len {
-            break;
-        }
+        buffer.copy_within(consumed..filled, 0);
+        filled -= consumed;
     }
-    Ok((len_bytes, whole.finalize().into(), chunks))
+    Ok((len_bytes, chunks))
 }
 
-/// Fills `buffer` unless the reader ends first; returns the bytes read.
-fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+/// The chunks `(start, len)` of `data` (a file's bytes from a cut on):
+/// the same cuts as over the whole file, because a cut is only looked for
+/// where [`CDC_MAX_BYTES`] bytes are in view, or at the file's end.
+pub fn cut_points(data: &[u8], at_end: bool) -> Vec<(usize, usize)> {
+    let chunker = fastcdc::v2020::FastCDC::new(data, CDC_MIN_BYTES, CDC_MASK_BYTES, CDC_MAX_BYTES);
+    let mut cuts = Vec::new();
+    let mut start = 0;
+    while start < data.len() {
+        let remaining = data.len() - start;
+        if remaining < CDC_MAX_BYTES as usize && !at_end {
+            break;
         }
+        let (_, end) = chunker.cut(start, remaining);
+        if end <= start {
+            break;
+        }
+        cuts.push((start, end - start));
+        start = end;
     }
-    Ok(filled)
+    cuts
 }
 
 /// The payload files of a game folder (as a manifest would list them), with
@@ -497,15 +690,27 @@ fn collect_payload_files(
 mod tests {
     use super::*;
 
+    /// Bytes that look random (content-defined cuts need some), the same
+    /// for the same seed.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect()
+    }
+
     fn setup() -> (tempfile::TempDir, Store, PathBuf, GameId, GameVersion) {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("data")).unwrap();
         let game_dir = tmp.path().join("games/ut2004");
         std::fs::create_dir_all(game_dir.join("Maps")).unwrap();
         std::fs::create_dir_all(game_dir.join("local/System")).unwrap();
-        let big: Vec<u8> = (0..(CHUNK_LEN_BYTES * 2 + 77))
-            .map(|i| (i * 31 % 251) as u8)
-            .collect();
+        let big = noise(1, 9 * (1 << 20) + 77);
         std::fs::write(game_dir.join("Maps/DM-Deck.ut2"), &big).unwrap();
         std::fs::write(game_dir.join("setup.zip"), b"zip bytes").unwrap();
         std::fs::write(game_dir.join("empty.txt"), b"").unwrap();
@@ -527,7 +732,7 @@ mod tests {
         // hash changed. A journal of its chunks must not serve an honest
         // download, so the two digests differ.
         let mut liar = honest.clone();
-        liar.files[0].chunks[1] = Blake3Hash::of(b"not this chunk");
+        liar.files[0].chunks[1].hash = Blake3Hash::of(b"not this chunk");
         assert_ne!(liar.digest(), honest.digest());
         assert_eq!(honest.clone().digest(), honest.digest());
         assert_eq!(
@@ -564,13 +769,14 @@ mod tests {
         let big = std::fs::read(dir.join("Maps/DM-Deck.ut2")).unwrap();
         let entry = &m.files[0];
         assert_eq!(entry.len_bytes, big.len() as u64);
-        assert_eq!(entry.hash, Blake3Hash::of(&big));
-        assert_eq!(entry.chunks.len(), 3);
-        let c = CHUNK_LEN_BYTES as usize;
-        assert_eq!(entry.chunks[1], Blake3Hash::of(&big[c..2 * c]));
-        assert_eq!(entry.chunks[2], Blake3Hash::of(&big[2 * c..]));
+        assert!(entry.chunks.len() >= 3, "{:?}", entry.chunks);
+        for (offset, chunk) in entry.chunk_offsets() {
+            let bytes = &big[offset as usize..offset as usize + chunk.len as usize];
+            assert_eq!(chunk.hash, Blake3Hash::of(bytes));
+        }
         assert!(m.files[1].chunks.is_empty());
-        assert_eq!(m.total_chunks(), 4);
+        assert_eq!(m.files[2].chunks.len(), 1);
+        assert_eq!(m.total_chunks(), entry.chunks.len() + 1);
         m.validate().unwrap();
         assert_eq!(build.hashed_bytes, big.len() as u64 + 9);
     }
@@ -624,16 +830,33 @@ mod tests {
         m.files.swap(0, 1);
         assert!(matches!(m.validate(), Err(ManifestError::Unsorted { .. })));
 
+        // Chunks that are not the file's bytes: one missing, a tiny one in
+        // the middle (a peer making us track millions of chunks), an
+        // empty one, one too long.
         let mut m = good.clone();
         m.files[0].chunks.pop();
-        assert!(matches!(
-            m.validate(),
-            Err(ManifestError::ChunkCount { .. })
-        ));
-
+        assert!(matches!(m.validate(), Err(ManifestError::BadChunks { .. })));
         let mut m = good.clone();
-        m.chunk_len_bytes = 1;
-        assert!(matches!(m.validate(), Err(ManifestError::BadChunkLen(1))));
+        let first = m.files[0].chunks[0];
+        m.files[0].chunks[0].len = 1;
+        m.files[0].chunks.insert(
+            1,
+            ChunkEntry {
+                len: first.len - 1,
+                hash: first.hash,
+            },
+        );
+        assert!(matches!(m.validate(), Err(ManifestError::BadChunks { .. })));
+        let mut m = good.clone();
+        m.files[2].chunks.push(ChunkEntry {
+            len: 0,
+            hash: first.hash,
+        });
+        assert!(matches!(m.validate(), Err(ManifestError::BadChunks { .. })));
+        let mut m = good.clone();
+        m.files[2].len_bytes = u64::from(CDC_MAX_BYTES) + 1;
+        m.files[2].chunks[0].len = CDC_MAX_BYTES + 1;
+        assert!(matches!(m.validate(), Err(ManifestError::BadChunks { .. })));
 
         let mut m = good.clone();
         m.files[0].len_bytes = u64::MAX;
@@ -697,12 +920,48 @@ mod tests {
     }
 
     #[test]
-    fn chunk_geometry() {
-        assert_eq!(chunk_count(0, 10), 0);
-        assert_eq!(chunk_count(10, 10), 1);
-        assert_eq!(chunk_count(11, 10), 2);
-        assert_eq!(chunk_range(25, 10, 2), Some((20, 5)));
-        assert_eq!(chunk_range(25, 10, 3), None);
-        assert_eq!(chunk_range(25, 10, u64::MAX), None);
+    fn cuts_read_in_windows_are_the_cuts_of_the_whole_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = noise(7, 3 * HASH_WINDOW_BYTES + 12345);
+        let path = tmp.path().join("big.pak");
+        std::fs::write(&path, &data).unwrap();
+        let (len, chunks) = hash_file(&path).unwrap();
+        assert_eq!(len, data.len() as u64);
+        let whole = cut_points(&data, true);
+        assert_eq!(chunks.len(), whole.len());
+        for (chunk, (start, cut)) in chunks.iter().zip(&whole) {
+            assert_eq!(chunk.len as usize, *cut);
+            assert_eq!(chunk.hash, Blake3Hash::of(&data[*start..start + cut]));
+        }
+        let entry = FileEntry {
+            path: paths::validate_relative_path("big.pak").unwrap(),
+            len_bytes: len,
+            chunks,
+        };
+        check_chunks(&entry).unwrap();
+    }
+
+    #[test]
+    fn an_insertion_changes_the_chunks_around_it_only() {
+        // A 64 MiB archive with 1 MiB inserted in its middle: with fixed
+        // chunks every chunk after the insertion would be new (32 MiB).
+        let old = noise(3, 64 << 20);
+        let mut new = old[..old.len() / 2 + 4321].to_vec();
+        new.extend(noise(4, 1 << 20));
+        new.extend_from_slice(&old[old.len() / 2 + 4321..]);
+        let hashes = |data: &[u8]| -> Vec<(usize, Blake3Hash)> {
+            cut_points(data, true)
+                .into_iter()
+                .map(|(start, len)| (len, Blake3Hash::of(&data[start..start + len])))
+                .collect()
+        };
+        let known: std::collections::HashSet<Blake3Hash> =
+            hashes(&old).into_iter().map(|c| c.1).collect();
+        let changed: usize = hashes(&new)
+            .into_iter()
+            .filter(|c| !known.contains(&c.1))
+            .map(|c| c.0)
+            .sum();
+        assert!(changed < 12 << 20, "{changed} bytes of new chunks");
     }
 }

@@ -31,15 +31,11 @@ pub enum VoteError {
     NoMajority { what: String, detail: String },
 }
 
-/// What one file must be, for the vote: size, whole hash, chunk hashes.
-type FileKey = (u64, Blake3Hash, Blake3Hash);
+/// What one file must be, for the vote: size and chunk list.
+type FileKey = (u64, Blake3Hash);
 
 fn file_key(entry: &FileEntry) -> FileKey {
-    let mut chunks = blake3::Hasher::new();
-    for chunk in &entry.chunks {
-        chunks.update(&chunk.0);
-    }
-    (entry.len_bytes, entry.hash, chunks.finalize().into())
+    (entry.len_bytes, entry.content_id())
 }
 
 /// Picks the majority manifest among `candidates` (peer key, manifest).
@@ -62,17 +58,6 @@ pub fn majority_manifest<K: Clone + Display>(
         });
     }
     let strict = |count: usize| count * 2 > n;
-
-    let mut chunk_lens: BTreeMap<u64, usize> = BTreeMap::new();
-    for (_, m) in &candidates {
-        *chunk_lens.entry(m.chunk_len_bytes).or_default() += 1;
-    }
-    let Some((&chunk_len, _)) = chunk_lens.iter().find(|(_, count)| strict(**count)) else {
-        return Err(VoteError::NoMajority {
-            what: "the chunk size".into(),
-            detail: format!("{chunk_lens:?}"),
-        });
-    };
 
     // path -> variant -> (votes, an entry with that variant)
     let mut files: BTreeMap<&RelPath, BTreeMap<FileKey, (usize, &FileEntry)>> = BTreeMap::new();
@@ -111,7 +96,6 @@ pub fn majority_manifest<K: Clone + Display>(
     let manifest = Manifest {
         game: template.game.clone(),
         version: template.version.clone(),
-        chunk_len_bytes: chunk_len,
         files: chosen,
     };
     let mut agreeing = Vec::new();
@@ -180,12 +164,6 @@ pub fn majority_by_host<K: Clone + Display, H: Ord>(
 
 /// How `theirs` differs from the majority, in words; `None` if it does not.
 fn disagreement(majority: &Manifest, theirs: &Manifest) -> Option<String> {
-    if theirs.chunk_len_bytes != majority.chunk_len_bytes {
-        return Some(format!(
-            "uses {}-byte chunks; the majority uses {}",
-            theirs.chunk_len_bytes, majority.chunk_len_bytes
-        ));
-    }
     for entry in &majority.files {
         match theirs.file(&entry.path) {
             None => return Some(format!("lacks {}", entry.path)),
@@ -212,26 +190,26 @@ fn disagreement(majority: &Manifest, theirs: &Manifest) -> Option<String> {
 mod tests {
     use super::*;
     use crate::catalog::GameId;
-    use crate::manifest::chunk_count;
+    use crate::manifest::ChunkEntry;
     use crate::paths::validate_relative_path;
     use crate::version::GameVersion;
     use proptest::prelude::*;
-
-    const CHUNK: u64 = 64 * 1024;
 
     fn manifest(files: &[(&str, u64, u8)]) -> Manifest {
         Manifest {
             game: GameId::parse("ut2004").unwrap(),
             version: GameVersion::parse("1").unwrap(),
-            chunk_len_bytes: CHUNK,
             files: files
                 .iter()
                 .map(|(path, len, seed)| FileEntry {
                     path: validate_relative_path(path).unwrap(),
                     len_bytes: *len,
-                    hash: Blake3Hash::of(&[*seed]),
-                    chunks: (0..chunk_count(*len, CHUNK))
-                        .map(|i| Blake3Hash::of(&[*seed, i as u8]))
+                    chunks: (*len > 0)
+                        .then(|| ChunkEntry {
+                            len: u32::try_from(*len).unwrap(),
+                            hash: Blake3Hash::of(&[*seed]),
+                        })
+                        .into_iter()
                         .collect(),
                 })
                 .collect(),
@@ -339,10 +317,11 @@ mod tests {
                 let mut lie = honest.clone();
                 let file = file % lie.files.len();
                 match kind {
-                    0 => lie.files[file].hash = Blake3Hash::of(&[*seed, 1]),
+                    0 => lie.files[file].chunks[0].hash = Blake3Hash::of(&[*seed, 1]),
                     1 => {
                         let last = lie.files[file].chunks.len() - 1;
-                        lie.files[file].chunks[last] = Blake3Hash::of(&[*seed, 2]);
+                        lie.files[file].chunks[last].len -= 1;
+                        lie.files[file].len_bytes -= 1;
                     }
                     _ => {
                         lie.files.remove(file);

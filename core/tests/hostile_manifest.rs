@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use lanspread_core::manifest::{CHUNK_LEN_BYTES, FileEntry, Manifest};
+use lanspread_core::manifest::{FileEntry, Manifest};
 use lanspread_core::paths::validate_relative_path;
 use lanspread_core::{GameId, GameVersion};
 
@@ -51,14 +51,12 @@ fn two_thousand_paths_of_two_thousand_components_are_checked_in_bounds() {
         .map(|i| FileEntry {
             path: validate_relative_path(&format!("f{i:04}/{deep}/x")).unwrap(),
             len_bytes: 0,
-            hash: lanspread_core::Blake3Hash::of(b""),
             chunks: Vec::new(),
         })
         .collect();
     let manifest = Manifest {
         game: GameId::parse("ut2004").unwrap(),
         version: GameVersion::parse("1").unwrap(),
-        chunk_len_bytes: CHUNK_LEN_BYTES,
         files,
     };
     let bytes = postcard::to_allocvec(&manifest).unwrap();

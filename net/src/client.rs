@@ -9,8 +9,8 @@ use quinn::VarInt;
 
 use crate::endpoint::{SERVER_NAME, remote_peer_id};
 use crate::proto::{
-    self, AnnouncedGame, FrameError, MAX_MANIFEST_FRAME_BYTES, MAX_RESPONSE_FRAME_BYTES, PeerHello,
-    Request, Response, WireError,
+    self, AnnouncedGame, ByteRange, FrameError, MAX_MANIFEST_FRAME_BYTES, MAX_RESPONSE_FRAME_BYTES,
+    PeerHello, Request, Response, WireError,
 };
 
 /// Why a request to a peer failed.
@@ -216,13 +216,11 @@ impl PeerClient {
         let request = Request::Chunk {
             game: chunk.game.clone(),
             version: chunk.version.clone(),
-            path: chunk.path.to_owned(),
-            offset: chunk.offset,
-            len: chunk.len,
+            ranges: chunk.ranges.clone(),
             swarm: chunk.swarm,
         };
         match self.request(&request, MAX_RESPONSE_FRAME_BYTES).await? {
-            (Response::ChunkHeader { len: promised }, recv) if promised == chunk.len => Ok(recv),
+            (Response::ChunkHeader { len: promised }, recv) if promised == chunk.len() => Ok(recv),
             (Response::ChunkHeader { .. }, _) => {
                 Err(ClientError::Unexpected("a chunk of another size"))
             }
@@ -240,7 +238,7 @@ impl PeerClient {
     ) -> Result<Vec<u8>, ClientError> {
         let mut recv = self.open_chunk(chunk).await?;
         let len =
-            usize::try_from(chunk.len).map_err(|_| ClientError::Unexpected("a huge chunk"))?;
+            usize::try_from(chunk.len()).map_err(|_| ClientError::Unexpected("a huge chunk"))?;
         let mut bytes = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
@@ -260,16 +258,25 @@ impl PeerClient {
     }
 }
 
-/// One chunk request: a byte range of one file of a game version.
+/// One chunk request: byte ranges of files of a game version.
 #[derive(Debug, Clone)]
 pub struct ChunkAsk<'a> {
     pub game: &'a GameId,
     pub version: &'a GameVersion,
-    pub path: &'a str,
-    pub offset: u64,
-    pub len: u64,
+    pub ranges: Vec<ByteRange>,
     /// See [`Request::Chunk`]'s `swarm`.
     pub swarm: bool,
+}
+
+impl ChunkAsk<'_> {
+    /// The bytes asked for, over all ranges.
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(|r| r.len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Reads exactly `buffer.len()` bytes of a chunk, mapping a reset to its code.

@@ -27,6 +27,7 @@ pub mod download;
 pub mod endpoint;
 pub mod library;
 mod local;
+pub mod open_files;
 mod platform;
 pub mod proto;
 pub mod rate;

@@ -115,10 +115,10 @@ impl LocalContext {
                 seconds: 0.0,
                 fetch_seconds: 0.0,
                 peers: Vec::new(),
-                chunks_fetched: 0,
-                chunks_journaled: 0,
-                chunks_rescued: 0,
-                total_chunks: 0,
+                pieces_fetched: 0,
+                pieces_journaled: 0,
+                pieces_rescued: 0,
+                total_pieces: 0,
             });
         }
         let cancel = self.shutdown.child_token();

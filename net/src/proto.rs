@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use lanspread_core::download::HaveMap;
+use lanspread_core::download::{HaveMap, MAX_PIECE_CHUNKS};
 use lanspread_core::manifest::Manifest;
 use lanspread_core::{Blake3Hash, GameId, GameVersion};
 
@@ -23,14 +23,17 @@ pub const ALPN: &[u8] = b"lanspread/4";
 /// The protocol version carried in hello, for display.
 pub const PROTOCOL_VERSION: u32 = 4;
 
-/// Largest request frame a server accepts.
-pub const MAX_REQUEST_FRAME_BYTES: u32 = 16 * 1024;
+/// Largest request frame a server accepts (a piece of many small files
+/// names up to [`lanspread_core::download::MAX_PIECE_PATH_BYTES`] of paths).
+pub const MAX_REQUEST_FRAME_BYTES: u32 = 64 * 1024;
 /// Largest response frame other than a manifest.
 pub const MAX_RESPONSE_FRAME_BYTES: u32 = 1024 * 1024;
 /// Largest manifest response (a 1 TiB game of 1 MiB chunks is about 36 MiB).
 pub const MAX_MANIFEST_FRAME_BYTES: u32 = 48 * 1024 * 1024;
-/// Largest byte range one chunk request may ask for.
+/// Most bytes one chunk request may ask for, over all its ranges.
 pub const MAX_CHUNK_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
+/// Most byte ranges in one chunk request.
+pub const MAX_CHUNK_REQUEST_RANGES: usize = MAX_PIECE_CHUNKS;
 /// Most peer addresses one library answer carries.
 pub const MAX_EXCHANGED_PEERS: usize = 64;
 /// Longest display name carried in hello.
@@ -102,19 +105,27 @@ pub enum Request {
         game: GameId,
         version: GameVersion,
     },
-    /// A byte range of one payload file. `path` is validated by the server.
+    /// Byte ranges of payload files (one piece: a part of one big file,
+    /// or many small files), answered as one run of bytes in the order
+    /// asked. Paths are validated by the server.
     Chunk {
         game: GameId,
         version: GameVersion,
-        path: String,
-        offset: u64,
-        len: u64,
+        ranges: Vec<ByteRange>,
         /// The asker can get this chunk from partial peers later: a PC that
         /// is sending (or just sent) the same bytes to another PC refuses
         /// with [`ErrorCode::SentElsewhere`], so a seeder's upload goes to
         /// chunks the party does not have yet.
         swarm: bool,
     },
+}
+
+/// `len` bytes at `offset` of the payload file `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteRange {
+    pub path: String,
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// Why a request was refused.
@@ -290,13 +301,39 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn the_largest_piece_request_fits_in_a_request_frame() {
+        let path_len = lanspread_core::download::MAX_PIECE_PATH_BYTES / MAX_CHUNK_REQUEST_RANGES;
+        let request = Request::Chunk {
+            game: GameId::parse("ut2004").unwrap(),
+            version: GameVersion::parse("2024-01-01").unwrap(),
+            ranges: (0..MAX_CHUNK_REQUEST_RANGES)
+                .map(|i| ByteRange {
+                    path: format!("{i:0path_len$}"),
+                    offset: u64::MAX,
+                    len: u64::MAX,
+                })
+                .collect(),
+            swarm: true,
+        };
+        let mut buffer = Vec::new();
+        write_frame(&mut buffer, &request).await.unwrap();
+        assert!(
+            buffer.len() <= MAX_REQUEST_FRAME_BYTES as usize,
+            "{}",
+            buffer.len()
+        );
+    }
+
+    #[tokio::test]
     async fn frames_round_trip_and_limits_hold() {
         let request = Request::Chunk {
             game: GameId::parse("ut2004").unwrap(),
             version: GameVersion::parse("1").unwrap(),
-            path: "Maps/a.ut2".into(),
-            offset: 7,
-            len: 9,
+            ranges: vec![ByteRange {
+                path: "Maps/a.ut2".into(),
+                offset: 7,
+                len: 9,
+            }],
             swarm: true,
         };
         let mut buffer = Vec::new();

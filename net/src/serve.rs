@@ -25,8 +25,8 @@ use tracing::Instrument;
 use crate::endpoint::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_HOST, MAX_REQUESTS_PER_CONNECTION};
 use crate::library::LibrarySnapshot;
 use crate::proto::{
-    self, ErrorCode, FrameError, MAX_CHUNK_REQUEST_BYTES, MAX_REQUEST_FRAME_BYTES, PeerHello,
-    Request, Response, WireError,
+    self, ByteRange, ErrorCode, FrameError, MAX_CHUNK_REQUEST_BYTES, MAX_CHUNK_REQUEST_RANGES,
+    MAX_REQUEST_FRAME_BYTES, PeerHello, Request, Response, WireError,
 };
 use crate::swarm::{PartialShares, RecentSends};
 
@@ -356,18 +356,17 @@ async fn handle_stream(
         Request::Chunk {
             game,
             version,
-            path,
-            offset,
-            len,
+            ranges,
             swarm,
         } => {
-            let span = tracing::debug_span!("chunk", game = %game, path = %path, offset, len);
+            let first = ranges
+                .first()
+                .map_or((String::new(), 0), |r| (r.path.clone(), r.offset));
+            let span = tracing::debug_span!("chunk", game = %game, path = %first.0, offset = first.1, ranges = ranges.len());
             let ask = ChunkRequest {
                 game: &game,
                 version: &version,
-                path: &path,
-                offset,
-                len,
+                ranges: &ranges,
                 swarm,
             };
             // A connection's chunks are sent one after the other, oldest
@@ -493,99 +492,153 @@ fn busy(game: &GameId) -> WireError {
 struct ChunkRequest<'a> {
     game: &'a GameId,
     version: &'a GameVersion,
-    path: &'a str,
-    offset: u64,
-    len: u64,
+    ranges: &'a [ByteRange],
     swarm: bool,
 }
 
-/// Checks a byte range against a manifest entry and the request limit.
+impl ChunkRequest<'_> {
+    /// Where the swarm's "sent elsewhere" memory files it: its first range.
+    fn send_key(&self) -> (GameId, String, u64) {
+        let (path, offset) = self
+            .ranges
+            .first()
+            .map_or((String::new(), 0), |r| (r.path.clone(), r.offset));
+        (self.game.clone(), path, offset)
+    }
+}
+
+/// Checks the request's shape: some ranges, not too many, not too many
+/// bytes in all.
+fn check_request(ask: &ChunkRequest<'_>) -> Result<u64, WireError> {
+    let total = ask
+        .ranges
+        .iter()
+        .try_fold(0u64, |sum, r| sum.checked_add(r.len))
+        .filter(|t| *t > 0 && *t <= MAX_CHUNK_REQUEST_BYTES);
+    match total {
+        Some(total) if ask.ranges.len() <= MAX_CHUNK_REQUEST_RANGES => Ok(total),
+        _ => Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "a request asks for 1..={MAX_CHUNK_REQUEST_RANGES} ranges and 1..={MAX_CHUNK_REQUEST_BYTES} bytes in all, not {} ranges",
+                ask.ranges.len()
+            ),
+        )),
+    }
+}
+
+/// Checks a byte range against a manifest entry.
 fn check_range(
     entry: &lanspread_core::manifest::FileEntry,
-    ask: &ChunkRequest<'_>,
+    range: &ByteRange,
 ) -> Result<(), WireError> {
-    let in_range = ask
+    let in_range = range
         .offset
-        .checked_add(ask.len)
+        .checked_add(range.len)
         .is_some_and(|end| end <= entry.len_bytes);
-    if ask.len == 0 || ask.len > MAX_CHUNK_REQUEST_BYTES || !in_range {
+    if range.len == 0 || !in_range {
         return Err(WireError::new(
             ErrorCode::BadRequest,
             format!(
-                "bytes {}+{} are not a range of {} ({} bytes; at most {MAX_CHUNK_REQUEST_BYTES} per request)",
-                ask.offset, ask.len, entry.path, entry.len_bytes
+                "bytes {}+{} are not a range of {} ({} bytes)",
+                range.offset, range.len, entry.path, entry.len_bytes
             ),
         ));
     }
     Ok(())
 }
 
-/// The file to read a chunk from: a whole game's payload file, or a
-/// partial game's staging file (only for chunks verified and written).
-async fn open_chunk_file(
+/// Where one range's bytes are read from.
+enum RangeFile {
+    /// A whole game's payload file, opened when its turn comes.
+    Payload(PathBuf),
+    /// A partial game's staging file (bytes verified and written).
+    Staging(Arc<crate::swarm::PartialGame>, usize),
+}
+
+impl RangeFile {
+    async fn open(&self) -> std::io::Result<Arc<std::fs::File>> {
+        match self {
+            Self::Payload(path) => {
+                let file = tokio::fs::File::open(path).await?;
+                Ok(Arc::new(file.into_std().await))
+            }
+            Self::Staging(partial, index) => partial.files.get(*index),
+        }
+    }
+}
+
+/// Where each range of the request is read from: a whole game's payload,
+/// or a partial game's staging files (only bytes verified and written).
+fn locate_ranges(
     context: &ServeContext,
     ask: &ChunkRequest<'_>,
-) -> Result<Arc<std::fs::File>, WireError> {
+) -> Result<Vec<RangeFile>, WireError> {
     let (game, version) = (ask.game, ask.version);
-    let path = validate_relative_path(ask.path)
-        .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
+    let mut located = Vec::with_capacity(ask.ranges.len());
     if let Some(partial) = context.partials.get(game)
         && &partial.manifest.version == version
         && context.catalog.get().expected_version(game) == Some(version)
     {
-        let Some(index) = partial.manifest.files.iter().position(|f| f.path == path) else {
-            return Err(WireError::new(
-                ErrorCode::NotInManifest,
-                format!("{path} is not a file of {game} {version}"),
-            ));
-        };
-        check_range(&partial.manifest.files[index], ask)?;
-        if !partial.holds_range(index, ask.offset, ask.len) {
-            return Err(WireError::new(
-                ErrorCode::NotHeld,
-                format!("this PC is still downloading {game} and does not hold those bytes yet"),
-            ));
+        for range in ask.ranges {
+            let path = validate_relative_path(&range.path)
+                .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
+            let Some(index) = partial.manifest.file_index(&path) else {
+                return Err(WireError::new(
+                    ErrorCode::NotInManifest,
+                    format!("{path} is not a file of {game} {version}"),
+                ));
+            };
+            check_range(&partial.manifest.files[index], range)?;
+            if !partial.holds_range(index, range.offset, range.len) {
+                return Err(WireError::new(
+                    ErrorCode::NotHeld,
+                    format!(
+                        "this PC is still downloading {game} and does not hold those bytes yet"
+                    ),
+                ));
+            }
+            located.push(RangeFile::Staging(partial.clone(), index));
         }
-        return partial
-            .files
-            .get(index)
-            .cloned()
-            .ok_or_else(|| WireError::new(ErrorCode::Internal, "the staging files are not open"));
+        return Ok(located);
     }
     let manifest = eligible_manifest(context, game, version)?;
-    let Some(entry) = manifest.file(&path) else {
-        return Err(WireError::new(
-            ErrorCode::NotInManifest,
-            format!("{path} is not a file of {game} {version}"),
-        ));
-    };
-    check_range(entry, ask)?;
     let games_dir = context
         .games_dir
         .as_deref()
         .ok_or_else(|| WireError::new(ErrorCode::NotShareable, "this PC shares no games"))?;
     let game_dir = lanspread_core::layout::game_dir(games_dir, game);
-    let disk_path = resolve_within(&game_dir, &path)
-        .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
-    let internal =
-        |e: std::io::Error| WireError::new(ErrorCode::Internal, format!("reading {path}: {e}"));
-    let file = tokio::fs::File::open(&disk_path).await.map_err(internal)?;
-    Ok(Arc::new(file.into_std().await))
+    for range in ask.ranges {
+        let path = validate_relative_path(&range.path)
+            .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
+        let Some(entry) = manifest.file(&path) else {
+            return Err(WireError::new(
+                ErrorCode::NotInManifest,
+                format!("{path} is not a file of {game} {version}"),
+            ));
+        };
+        check_range(entry, range)?;
+        let disk_path = resolve_within(&game_dir, &path)
+            .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
+        located.push(RangeFile::Payload(disk_path));
+    }
+    Ok(located)
 }
 
-/// Registers the guard, checks eligibility, opens the file.
-async fn prepare_chunk(
+/// Registers the guard, then checks the request and every range.
+fn prepare_chunk(
     context: &ServeContext,
     ask: &ChunkRequest<'_>,
-) -> Result<(TransferGuard, Arc<std::fs::File>), WireError> {
+) -> Result<(TransferGuard, u64, Vec<RangeFile>), WireError> {
     // 1. The guard, before anything is checked.
     let guard = context
         .transfers
         .register(ask.game)
         .map_err(|_| busy(ask.game))?;
-    // 2. Eligibility, and the file.
-    let file = open_chunk_file(context, ask).await?;
-    Ok((guard, file))
+    // 2. Eligibility, and where the bytes are.
+    let total = check_request(ask)?;
+    let located = locate_ranges(context, ask)?;
+    Ok((guard, total, located))
 }
 
 /// How a chunk transfer ended, for the log.
@@ -604,18 +657,17 @@ async fn serve_chunk(
     ask: &ChunkRequest<'_>,
     shutdown: &CancellationToken,
 ) {
-    let (guard, file) = match prepare_chunk(context, ask).await {
+    let (guard, total, located) = match prepare_chunk(context, ask) {
         Ok(ready) => ready,
         Err(error) => return respond(send, &Response::Error(error)).await,
     };
-    let key = (ask.game.clone(), ask.path.to_owned(), ask.offset);
+    let key = ask.send_key();
     let Some(mut sending) = context
         .recent
         .begin(key, ask.swarm, std::time::Instant::now())
     else {
-        drop(file);
         drop(guard);
-        tracing::debug!(game = %ask.game, path = ask.path, offset = ask.offset, "refused: sent elsewhere");
+        tracing::debug!(game = %ask.game, "refused: sent elsewhere");
         let error = WireError::new(
             ErrorCode::SentElsewhere,
             "this PC is sending those bytes to another PC of the party; ask the partial peers",
@@ -623,10 +675,25 @@ async fn serve_chunk(
         return respond(send, &Response::Error(error)).await;
     };
     let pace = context.upload_limit.as_ref().map(|limit| (limit, turn));
-    let ended = stream_file(send, &file, ask.offset, ask.len, &guard, shutdown, pace).await;
-    // Close the file before the guard goes: once the count is zero, an
-    // operation may move the folder (Windows refuses that with files open).
-    drop(file);
+    let mut ended = send_header(send, total, &guard, shutdown).await;
+    for (range, file) in ask.ranges.iter().zip(&located) {
+        if !matches!(ended, Ended::Done) {
+            break;
+        }
+        let file = match file.open().await {
+            Ok(file) => file,
+            Err(err) => {
+                ended = Ended::ReadFailed(err);
+                break;
+            }
+        };
+        ended = stream_range(send, &file, range, &guard, shutdown, pace).await;
+        // Close the file before the guard goes: once the count is zero, an
+        // operation may move the folder (Windows refuses that with files
+        // open).
+        drop(file);
+    }
+    drop(located);
     let code = match &ended {
         Ended::Done => {
             let _ = send.finish();
@@ -662,7 +729,11 @@ async fn serve_chunk(
             }
         };
         sending.finished = acked;
-        tracing::debug!(game = %ask.game, path = ask.path, offset = ask.offset, swarm = ask.swarm, acked, "chunk sent");
+        let (path, offset) = ask
+            .ranges
+            .first()
+            .map_or(("", 0), |r| (r.path.as_str(), r.offset));
+        tracing::debug!(game = %ask.game, path, offset, swarm = ask.swarm, acked, "chunk sent");
     }
     drop(sending);
 }
@@ -683,28 +754,36 @@ async fn read_piece(
     .map_err(std::io::Error::other)?
 }
 
-async fn stream_file(
+async fn send_header(
     send: &mut quinn::SendStream,
-    file: &Arc<std::fs::File>,
-    offset: u64,
     len: u64,
     guard: &TransferGuard,
     shutdown: &CancellationToken,
-    pace: Option<(&crate::rate::RateLimit, &crate::rate::Turn)>,
 ) -> Ended {
     let header_frame = Response::ChunkHeader { len };
     let header = proto::write_frame(send, &header_frame);
-    let stopped = tokio::select! {
+    let sent = tokio::select! {
         biased;
         () = guard.cancelled() => return Ended::Cancelled,
         () = shutdown.cancelled() => return Ended::Cancelled,
         sent = tokio::time::timeout(STALL_TIMEOUT, header) => sent,
     };
-    match stopped {
-        Err(_) => return Ended::Stalled,
-        Ok(Err(_)) => return Ended::PeerGone,
-        Ok(Ok(())) => {}
+    match sent {
+        Err(_) => Ended::Stalled,
+        Ok(Err(_)) => Ended::PeerGone,
+        Ok(Ok(())) => Ended::Done,
     }
+}
+
+async fn stream_range(
+    send: &mut quinn::SendStream,
+    file: &Arc<std::fs::File>,
+    range: &ByteRange,
+    guard: &TransferGuard,
+    shutdown: &CancellationToken,
+    pace: Option<(&crate::rate::RateLimit, &crate::rate::Turn)>,
+) -> Ended {
+    let (offset, len) = (range.offset, range.len);
     let mut done = 0u64;
     while done < len {
         let want = SEND_PIECE_BYTES.min((len - done) as usize);

@@ -14,14 +14,14 @@
 //! were in the last few seconds, is refused with `SentElsewhere`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lanspread_core::download::{ChunkPlan, HaveMap};
+use lanspread_core::download::{HaveMap, PiecePlan};
 use lanspread_core::{GameId, Manifest};
 use tokio::sync::watch;
 
+use crate::open_files::OpenFiles;
 use crate::proto::PartialHave;
 
 /// How often, at most, a partial game's have-map is announced again.
@@ -33,16 +33,16 @@ pub struct PartialGame {
     pub manifest: Arc<Manifest>,
     /// The manifest's digest, announced with the have-map.
     pub digest: lanspread_core::Blake3Hash,
-    pub plan: Arc<ChunkPlan>,
-    /// The staging files, in manifest order.
-    pub files: Vec<Arc<File>>,
+    pub plan: Arc<PiecePlan>,
+    /// The staging files, by manifest index (a bounded set of handles).
+    pub files: Arc<OpenFiles>,
     /// Chunks verified and written; chunks being fetched. The mutex guards
     /// two bitmaps, held for a copy or a bit test.
     maps: Mutex<PartialHave>,
 }
 
 impl PartialGame {
-    pub fn new(manifest: Arc<Manifest>, plan: Arc<ChunkPlan>, files: Vec<Arc<File>>) -> Self {
+    pub fn new(manifest: Arc<Manifest>, plan: Arc<PiecePlan>, files: Arc<OpenFiles>) -> Self {
         let n = plan.len();
         Self {
             digest: manifest.digest(),
@@ -61,12 +61,12 @@ impl PartialGame {
         self.maps.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Whether every chunk of file `file` overlapping `offset..offset+len`
-    /// is verified and written.
+    /// Whether every piece holding bytes `offset..offset+len` of file
+    /// `file` is verified and written.
     pub fn holds_range(&self, file: usize, offset: u64, len: u64) -> bool {
-        let chunks = self.plan.chunks_of_range(file, offset, len);
+        let pieces = self.plan.pieces_of_range(file, offset, len);
         let maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
-        !chunks.is_empty() && chunks.iter().all(|c| maps.have.has(*c))
+        !pieces.is_empty() && pieces.iter().all(|p| maps.have.has(*p))
     }
 
     fn set(&self, have: &HaveMap, fetching: HaveMap) -> bool {

@@ -122,7 +122,7 @@ fn three_seeders_one_downloader_identical_and_everyone_contributes() {
         assert!(share.bytes > 0 && !share.dropped, "{share:?}");
     }
     assert_eq!(report.bytes, 24 * MIB as u64);
-    assert_eq!(report.chunks_fetched, report.total_chunks);
+    assert_eq!(report.pieces_fetched, report.total_pieces);
     // No staging or journal is left behind.
     assert!(!target.path().join(".lanspread-staging").exists());
     // The new copy is shared in turn.

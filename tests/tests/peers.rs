@@ -12,7 +12,8 @@ use lanspread_net::Command;
 use lanspread_net::client::{ChunkAsk, ClientError, PeerClient, read_exact};
 use lanspread_net::endpoint::{MAX_REQUESTS_PER_CONNECTION, TlsIdentity, open_endpoint};
 use lanspread_net::proto::{
-    self, ErrorCode, MAX_RESPONSE_FRAME_BYTES, RESET_CANCELLED, RESET_STALLED, Request, Response,
+    self, ByteRange, ErrorCode, MAX_RESPONSE_FRAME_BYTES, RESET_CANCELLED, RESET_STALLED, Request,
+    Response,
 };
 use lanspread_tests::{GamesFolder, TestPeer};
 
@@ -74,9 +75,11 @@ fn ask<'a>(
     ChunkAsk {
         game,
         version,
-        path,
-        offset,
-        len,
+        ranges: vec![ByteRange {
+            path: path.to_owned(),
+            offset,
+            len,
+        }],
         swarm: false,
     }
 }
@@ -272,12 +275,21 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
     let rt = runtime();
     rt.block_on(async {
         let hostile = connect(seeder.addr()).await;
+        let range = |path: &str, offset: u64| ByteRange {
+            path: path.to_owned(),
+            offset,
+            len: 5,
+        };
+        let ranges = |ranges: Vec<ByteRange>| Request::Chunk {
+            game: ut.clone(),
+            version: version.clone(),
+            ranges,
+            swarm: false,
+        };
         let chunk = |path: &str, version: &GameVersion| Request::Chunk {
             game: ut.clone(),
             version: version.clone(),
-            path: path.to_owned(),
-            offset: 0,
-            len: 5,
+            ranges: vec![range(path, 0)],
             swarm: false,
         };
         let cases = [
@@ -291,15 +303,18 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
                 chunk("small.txt", &GameVersion::parse("19990101").unwrap()),
                 ErrorCode::WrongVersion,
             ),
+            (ranges(vec![range("small.txt", 999)]), ErrorCode::BadRequest),
+            // A piece is checked whole: one bad range refuses it all.
             (
-                Request::Chunk {
-                    game: ut.clone(),
-                    version: version.clone(),
-                    path: "small.txt".into(),
-                    offset: 999,
-                    len: 5,
-                    swarm: false,
-                },
+                ranges(vec![range("small.txt", 0), range("../secret.txt", 0)]),
+                ErrorCode::BadPath,
+            ),
+            (ranges(Vec::new()), ErrorCode::BadRequest),
+            (
+                ranges(vec![
+                    range("small.txt", 0);
+                    proto::MAX_CHUNK_REQUEST_RANGES + 1
+                ]),
                 ErrorCode::BadRequest,
             ),
             (
@@ -376,7 +391,7 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
             )
             .await
             .unwrap();
-        assert_eq!(lanspread_core::Blake3Hash::of(&bytes), entry.hash);
+        assert_eq!(lanspread_core::Blake3Hash::of(&bytes), entry.chunks[0].hash);
         let on_disk = std::fs::read(folder.game_dir("ut2004").join("small.txt")).unwrap();
         assert_eq!(bytes, on_disk);
     });

@@ -125,7 +125,7 @@ pub fn run(global: &GlobalArgs, args: &OpArgs, op: Op) -> anyhow::Result<()> {
             let report: DownloadReport = serde_json::from_value(answer)?;
             if args.json {
                 writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
-            } else if report.total_chunks == 0 {
+            } else if report.total_pieces == 0 {
                 writeln!(stdout, "{} {} is already here", report.id, report.version)?;
             } else {
                 writeln!(

@@ -262,7 +262,7 @@ impl Backend {
                 Pending::Text(answer) => answered(answer.try_recv()),
                 Pending::Download(answer) => answered(answer.try_recv()).map(|result| {
                     result.map(|report| {
-                        if report.total_chunks == 0 {
+                        if report.total_pieces == 0 {
                             format!("{} is already here.", report.id)
                         } else {
                             format!(

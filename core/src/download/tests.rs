@@ -679,3 +679,69 @@ fn a_peer_whose_chunk_was_taken_over_after_it_went_quiet_is_noted() {
         "noted, not dropped: it never failed"
     );
 }
+
+#[test]
+fn small_files_share_pieces_and_big_chunks_stand_alone() {
+    use crate::manifest::{ChunkEntry, FileEntry};
+    use crate::paths::validate_relative_path;
+    let chunked = |path: String, lens: &[u32]| FileEntry {
+        path: validate_relative_path(&path).unwrap(),
+        len_bytes: lens.iter().map(|l| u64::from(*l)).sum(),
+        chunks: lens
+            .iter()
+            .map(|len| ChunkEntry {
+                len: *len,
+                hash: Blake3Hash::of(&len.to_le_bytes()),
+            })
+            .collect(),
+    };
+    // 600 files of 4 KiB, then a 3-chunk archive, then one empty file.
+    let mut files: Vec<FileEntry> = (0..600)
+        .map(|i| chunked(format!("a/{i:04}.dat"), &[4096]))
+        .collect();
+    files.push(chunked("b.pak".into(), &[1 << 20, 3 << 20, 5]));
+    files.push(chunked("c.txt".into(), &[]));
+    let manifest = Manifest {
+        game: crate::GameId::parse("ut2004").unwrap(),
+        version: crate::GameVersion::parse("1").unwrap(),
+        files,
+    };
+    manifest.validate().unwrap();
+    let plan = PiecePlan::new(&manifest);
+    assert_eq!(plan.chunks.len(), 603);
+    // 256 small files per piece (the chunk limit), then the rest with the
+    // archive's first chunk (1 MiB fills it), its second alone (a piece
+    // that would pass 4 MiB closes), its 5-byte tail alone.
+    let lens: Vec<(usize, u64)> = plan
+        .pieces
+        .iter()
+        .map(|p| (p.chunks.len(), p.len))
+        .collect();
+    assert_eq!(
+        lens,
+        [
+            (256, 256 * 4096),
+            (256, 256 * 4096),
+            (89, 88 * 4096 + (1 << 20)),
+            (1, 3 << 20),
+            (1, 5)
+        ]
+    );
+    // Every chunk in exactly one piece, in order; ranges join a file's
+    // neighbouring chunks.
+    let mut next = 0;
+    for (index, piece) in plan.pieces.iter().enumerate() {
+        assert_eq!(piece.chunks.start, next);
+        next = piece.chunks.end;
+        for chunk in piece.chunks.clone() {
+            assert_eq!(plan.piece_of_chunk(chunk), index);
+        }
+        assert!(piece.len <= MAX_PIECE_BYTES);
+    }
+    assert_eq!(next, plan.chunks.len());
+    assert_eq!(plan.ranges(0).len(), 256);
+    assert_eq!(plan.ranges(2).last().unwrap().len, 1 << 20);
+    assert_eq!(plan.pieces_of_range(600, 0, 4 << 20), [2, 3]);
+    assert_eq!(plan.pieces_of_range(600, (4 << 20) + 1, 4), [4]);
+    assert_eq!(plan.pieces_of_range(3, 0, 1), [0]);
+}

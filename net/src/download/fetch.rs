@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use lanspread_core::download::{Action, ChunkPlan, Delivery, DownloadMachine, Failure, RequestId};
+use lanspread_core::download::{Action, Delivery, DownloadMachine, Failure, PiecePlan, RequestId};
 use lanspread_core::manifest::Manifest;
 use lanspread_core::{Blake3Hash, GameVersion};
 use tokio::task::JoinSet;
@@ -17,8 +17,8 @@ use super::{
     DownloadError, DownloadJob, DownloadProgress, Journal, PeerShare, Source, TICK, share, sources,
 };
 use crate::client::{ChunkAsk, ClientError};
-use crate::platform::write_all_at;
-use crate::proto::ErrorCode;
+use crate::open_files::OpenFiles;
+use crate::proto::{ByteRange, ErrorCode};
 use crate::swarm::PartialGame;
 
 /// One peer in the fetch loop.
@@ -39,8 +39,8 @@ pub(super) struct Fetch<'a> {
     job: &'a DownloadJob,
     version: &'a GameVersion,
     manifest: &'a Arc<Manifest>,
-    plan: &'a Arc<ChunkPlan>,
-    files: Vec<Arc<std::fs::File>>,
+    plan: &'a Arc<PiecePlan>,
+    files: Arc<OpenFiles>,
     /// Every decision: what to ask whom, stalls, steals, the journal.
     machine: DownloadMachine,
     /// This download as other PCs see it.
@@ -78,12 +78,44 @@ fn failure(err: ClientError) -> Failure {
     }
 }
 
+/// Whether `bytes` are piece `piece`: every chunk's hash matches.
+fn verify_piece(plan: &PiecePlan, piece: usize, bytes: &[u8]) -> bool {
+    if plan.pieces[piece].len != bytes.len() as u64 {
+        return false;
+    }
+    let mut at = 0;
+    plan.piece_chunks(piece).iter().all(|chunk| {
+        let part = &bytes[at..at + chunk.len as usize];
+        at += chunk.len as usize;
+        Blake3Hash::of(part) == chunk.hash
+    })
+}
+
+/// Writes a verified piece's chunks into their staging files.
+fn write_piece(
+    files: &OpenFiles,
+    plan: &PiecePlan,
+    piece: usize,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let mut at = 0;
+    for range in plan.ranges(piece) {
+        files.write_at(
+            range.file,
+            &bytes[at..at + range.len as usize],
+            range.offset,
+        )?;
+        at += range.len as usize;
+    }
+    Ok(())
+}
+
 impl<'a> Fetch<'a> {
     pub(super) fn new(
         job: &'a DownloadJob,
         version: &'a GameVersion,
-        (manifest, plan): (&'a Arc<Manifest>, &'a Arc<ChunkPlan>),
-        files: Vec<Arc<std::fs::File>>,
+        (manifest, plan): (&'a Arc<Manifest>, &'a Arc<PiecePlan>),
+        files: Arc<OpenFiles>,
         machine: DownloadMachine,
         partial: &'a Arc<PartialGame>,
     ) -> Self {
@@ -164,8 +196,18 @@ impl<'a> Fetch<'a> {
                 chunk,
                 swarm,
             } => {
-                let chunk_ref = self.plan.chunks[chunk].clone();
-                let path = self.plan.path(self.manifest, chunk).to_string();
+                // The machine's "chunk" is a piece of the plan.
+                let ranges: Vec<ByteRange> = self
+                    .plan
+                    .ranges(chunk)
+                    .into_iter()
+                    .map(|r| ByteRange {
+                        path: self.manifest.files[r.file].path.to_string(),
+                        offset: r.offset,
+                        len: r.len,
+                    })
+                    .collect();
+                let plan = self.plan.clone();
                 let client = self.slots[peer].source.client.clone();
                 let received = self.slots[peer].received.clone();
                 let (game, version) = (self.job.game.clone(), self.version.clone());
@@ -173,27 +215,22 @@ impl<'a> Fetch<'a> {
                     let ask = ChunkAsk {
                         game: &game,
                         version: &version,
-                        path: &path,
-                        offset: chunk_ref.offset,
-                        len: chunk_ref.len,
+                        ranges,
                         swarm,
                     };
                     let result = match client.chunk(&ask, &received).await {
                         Err(err) => Err(failure(err)),
-                        Ok(bytes) => {
-                            // Hashing a chunk is a millisecond of CPU: off
-                            // the async threads.
-                            let expected = chunk_ref.hash;
-                            match tokio::task::spawn_blocking(move || {
-                                (Blake3Hash::of(&bytes) == expected, bytes)
-                            })
-                            .await
-                            {
-                                Ok((true, bytes)) => Ok(bytes),
-                                Ok((false, _)) => Err(Failure::BadHash),
-                                Err(err) => Err(Failure::Broken(err.to_string())),
-                            }
-                        }
+                        // Hashing a piece is a millisecond of CPU: off the
+                        // async threads.
+                        Ok(bytes) => match tokio::task::spawn_blocking(move || {
+                            (verify_piece(&plan, chunk, &bytes), bytes)
+                        })
+                        .await
+                        {
+                            Ok((true, bytes)) => Ok(bytes),
+                            Ok((false, _)) => Err(Failure::BadHash),
+                            Err(err) => Err(Failure::Broken(err.to_string())),
+                        },
                     };
                     (id, result)
                 });
@@ -260,10 +297,9 @@ impl<'a> Fetch<'a> {
             slot.share.bytes += len;
             self.fetched_chunks += 1;
             self.fetched_bytes += len;
-            let file = self.files[self.plan.chunks[chunk].file].clone();
-            let offset = self.plan.chunks[chunk].offset;
+            let (files, plan) = (self.files.clone(), self.plan.clone());
             self.writes
-                .spawn_blocking(move || (chunk, write_all_at(&file, &bytes, offset)));
+                .spawn_blocking(move || (chunk, write_piece(&files, &plan, chunk, &bytes)));
         }
     }
 
@@ -282,10 +318,9 @@ impl<'a> Fetch<'a> {
             journal.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            for file in &files {
-                file.sync_data()
-                    .map_err(|e| DownloadError::Io(e.to_string()))?;
-            }
+            files
+                .sync_written()
+                .map_err(|e| DownloadError::Io(e.to_string()))?;
             store.put_journal(game.as_str(), &journal)?;
             Ok(())
         })
@@ -339,7 +374,7 @@ impl<'a> Fetch<'a> {
                     match written {
                         Ok((chunk, Ok(()))) => {
                             self.machine.chunk_written(chunk);
-                            progress.done_bytes += self.plan.chunks[chunk].len;
+                            progress.done_bytes += self.plan.pieces[chunk].len;
                         }
                         Ok((_, Err(err))) => break Err(DownloadError::Io(err.to_string())),
                         Err(err) => break Err(DownloadError::Io(err.to_string())),

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lanspread_core::download::{ChunkPlan, DownloadMachine};
+use lanspread_core::download::{DownloadMachine, PiecePlan};
 use lanspread_core::manifest::{Manifest, remember_payload};
 use lanspread_core::ops::{OpError, swap_in};
 use lanspread_core::transfers::TransferError;
@@ -390,7 +390,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         shares.push(share(&candidates[index], Some(reason)));
     }
     let manifest = Arc::new(vote.manifest);
-    let plan = Arc::new(ChunkPlan::new(&manifest));
+    let plan = Arc::new(PiecePlan::new(&manifest));
     progress.total_bytes = manifest.total_len_bytes();
 
     // 3. Space, then staging.
@@ -419,11 +419,11 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     ));
     job.partials.insert(partial.clone());
     progress.done_bytes = plan
-        .chunks
+        .pieces
         .iter()
         .enumerate()
         .filter(|(i, _)| journal.verified.has(*i))
-        .map(|(_, c)| c.len)
+        .map(|(_, p)| p.len)
         .sum();
     progress.phase = Phase::Fetching;
     let fetch_started = Instant::now();
@@ -459,10 +459,11 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     let fetch_seconds = fetch_started.elapsed().as_secs_f64();
 
     // 6. Everything verified: close the files, swap in under the guard.
-    for file in &staging.files {
-        file.sync_all()
-            .map_err(|e| DownloadError::Io(e.to_string()))?;
-    }
+    staging
+        .files
+        .sync_written()
+        .map_err(|e| DownloadError::Io(e.to_string()))?;
+    staging.files.close_all();
     let staging_dir = staging.dir.clone();
     drop(staging);
     // (The table's read lock is let go before progress is published.) A
@@ -519,17 +520,17 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         seconds: started.elapsed().as_secs_f64(),
         fetch_seconds,
         peers: peers_report,
-        chunks_fetched: fetched_chunks,
-        chunks_journaled: resumed.journaled,
-        chunks_rescued: resumed.rescued,
-        total_chunks: plan.len(),
+        pieces_fetched: fetched_chunks,
+        pieces_journaled: resumed.journaled,
+        pieces_rescued: resumed.rescued,
+        total_pieces: plan.len(),
     })
 }
 
 fn check_space(
     job: &DownloadJob,
     manifest: &Manifest,
-    plan: &ChunkPlan,
+    plan: &PiecePlan,
 ) -> Result<(), DownloadError> {
     let journaled: u64 = job
         .store
@@ -538,11 +539,11 @@ fn check_space(
         .flatten()
         .filter(|j| j.manifest_digest == manifest.digest())
         .map_or(0, |j| {
-            plan.chunks
+            plan.pieces
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| j.verified.has(*i))
-                .map(|(_, c)| c.len)
+                .map(|(_, p)| p.len)
                 .sum()
         });
     let need = manifest.total_len_bytes().saturating_sub(journaled);

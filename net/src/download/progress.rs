@@ -68,12 +68,12 @@ pub struct DownloadReport {
     pub fetch_seconds: f64,
     pub peers: Vec<PeerShare>,
     /// Chunks fetched in this run.
-    pub chunks_fetched: usize,
+    pub pieces_fetched: usize,
     /// Chunks the journal already listed.
-    pub chunks_journaled: usize,
+    pub pieces_journaled: usize,
     /// Chunks found whole on disk though not yet journaled.
-    pub chunks_rescued: usize,
-    pub total_chunks: usize,
+    pub pieces_rescued: usize,
+    pub total_pieces: usize,
 }
 
 /// Speed over a sliding window.

@@ -1,31 +1,32 @@
 //! The staging folder and the download journal.
 //!
 //! Bytes land in `<games>/.lanspread-staging/<id>/`, a file per payload
-//! file, preallocated to its size (sparse where the filesystem allows). The
-//! journal in the store records which chunks are verified and written, in
-//! batches. On resume, chunks the journal does not list are checked against
-//! their hash on disk, so a chunk that was written but not yet journaled when
-//! the process died is not fetched again: only chunks that were in flight
-//! are.
+//! file, preallocated to its size (sparse where the filesystem allows) and
+//! opened again on demand through a bounded set of handles. The journal in
+//! the store records which pieces are verified and written, in batches. On
+//! resume, pieces the journal does not list are checked against their
+//! chunks' hashes on disk, so a piece that was written but not yet journaled
+//! when the process died is not fetched again: only pieces that were in
+//! flight are.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lanspread_core::download::{ChunkPlan, HaveMap};
+use lanspread_core::download::{HaveMap, PiecePlan};
 use lanspread_core::layout::INTERNAL_PREFIX;
 use lanspread_core::manifest::Manifest;
 use lanspread_core::{Blake3Hash, GameId, GameVersion, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::platform::read_exact_at;
+use crate::open_files::OpenFiles;
 
 /// What the store keeps about an unfinished download.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Journal {
     pub version: GameVersion,
     pub manifest_digest: Blake3Hash,
-    /// The chunks of the plan verified and written.
+    /// The pieces of the plan verified and written.
     pub verified: HaveMap,
 }
 
@@ -49,19 +50,19 @@ pub fn staging_dir(games_dir: &Path, game: &GameId) -> PathBuf {
     staging_root(games_dir).join(game.as_str())
 }
 
-/// The open staging files of one download.
+/// The staging files of one download.
 #[derive(Debug)]
 pub struct Staging {
     pub dir: PathBuf,
-    pub files: Vec<Arc<File>>,
+    pub files: Arc<OpenFiles>,
 }
 
 /// How much of a download was already there.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Resumed {
-    /// Chunks the journal listed.
+    /// Pieces the journal listed.
     pub journaled: usize,
-    /// Chunks found whole on disk though the journal did not list them yet.
+    /// Pieces found whole on disk though the journal did not list them yet.
     pub rescued: usize,
 }
 
@@ -70,7 +71,7 @@ pub struct Resumed {
 pub fn open_staging(
     games_dir: &Path,
     manifest: &Manifest,
-    plan: &ChunkPlan,
+    plan: &PiecePlan,
     store: &Store,
 ) -> std::io::Result<(Staging, Journal, Resumed)> {
     let dir = staging_dir(games_dir, &manifest.game);
@@ -89,12 +90,14 @@ pub fn open_staging(
         _ => Journal::new(manifest, plan.len()),
     };
     std::fs::create_dir_all(&dir)?;
-    let mut files = Vec::with_capacity(manifest.files.len());
+    let mut paths = Vec::with_capacity(manifest.files.len());
     for entry in &manifest.files {
         let path = entry.path.join_to(&dir);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        // Created at its size and closed again: a game of 50,000 files is
+        // not 50,000 open handles.
         let file = File::options()
             .read(true)
             .write(true)
@@ -104,33 +107,42 @@ pub fn open_staging(
         if file.metadata()?.len() != entry.len_bytes {
             file.set_len(entry.len_bytes)?;
         }
-        files.push(Arc::new(file));
+        paths.push(path);
     }
+    let files = Arc::new(OpenFiles::new(paths));
     let mut resumed = Resumed {
         journaled: journal.verified.count(),
         rescued: 0,
     };
     if resuming {
-        let mut buffer = vec![0u8; manifest.chunk_len_bytes as usize];
+        let mut buffer = Vec::new();
         let mut zero_hashes = std::collections::HashMap::new();
-        for (index, chunk) in plan.chunks.iter().enumerate() {
-            if journal.verified.has(index) {
+        for piece in 0..plan.len() {
+            if journal.verified.has(piece) {
                 continue;
             }
-            let data = &mut buffer[..chunk.len as usize];
-            read_exact_at(&files[chunk.file], data, chunk.offset)?;
-            // Never-written regions read as zeros: no need to hash those,
-            // unless the chunk really is all zeros.
-            if data.iter().all(|b| *b == 0) {
-                let zero = *zero_hashes
-                    .entry(chunk.len)
-                    .or_insert_with(|| Blake3Hash::of(&vec![0u8; chunk.len as usize]));
-                if zero != chunk.hash {
-                    continue;
+            let mut whole = true;
+            for chunk in plan.piece_chunks(piece) {
+                buffer.resize(chunk.len as usize, 0);
+                files.read_at(chunk.file, &mut buffer, chunk.offset)?;
+                // Never-written regions read as zeros: no need to hash those,
+                // unless the chunk really is all zeros.
+                if buffer.iter().all(|b| *b == 0) {
+                    let zero = *zero_hashes
+                        .entry(chunk.len)
+                        .or_insert_with(|| Blake3Hash::of(&vec![0u8; chunk.len as usize]));
+                    if zero != chunk.hash {
+                        whole = false;
+                        break;
+                    }
+                }
+                if Blake3Hash::of(&buffer) != chunk.hash {
+                    whole = false;
+                    break;
                 }
             }
-            if Blake3Hash::of(data) == chunk.hash {
-                journal.verified.set(index);
+            if whole {
+                journal.verified.set(piece);
                 resumed.rescued += 1;
             }
         }
