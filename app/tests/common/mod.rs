@@ -41,6 +41,35 @@ pub fn serve_with(
     peers: &[SocketAddr],
     extra: &[&str],
 ) -> Served {
+    serve_limited(data, games, name, peers, extra, None)
+}
+
+/// `cmd` run by `sh` under `ulimit -n open_files` (Unix).
+pub fn with_open_file_limit(cmd: &Command, open_files: u32) -> Command {
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => limited.env(key, value),
+            None => limited.env_remove(key),
+        };
+    }
+    limited
+}
+
+/// [`serve_with`], under an open-file limit when one is given.
+pub fn serve_limited(
+    data: &Path,
+    games: &Path,
+    name: &str,
+    peers: &[SocketAddr],
+    extra: &[&str],
+    open_files: Option<u32>,
+) -> Served {
     let mut cmd = lanspread(data);
     cmd.args([
         "serve",
@@ -57,6 +86,10 @@ pub fn serve_with(
     .stderr(Stdio::null());
     for peer in peers {
         cmd.arg("--peer").arg(peer.to_string());
+    }
+    if let Some(limit) = open_files {
+        cmd = with_open_file_limit(&cmd, limit);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     }
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
