@@ -11,13 +11,16 @@
 //! ## Format 2: content-defined chunks, chunk hashes only
 //!
 //! A file is cut where its content says (FastCDC 2020 with a gear hash):
-//! never before [`CDC_MIN_BYTES`] (1 MiB) from the previous cut, at the
-//! first position after that where the rolling hash matches a 256 KiB mask,
-//! and at [`CDC_MAX_BYTES`] (4 MiB) at the latest. Chunks average about
-//! 1.1 MiB. Because the cuts follow the content, bytes inserted into a big
-//! archive change the chunks around the insertion and leave the rest of the
-//! file's chunks (and their hashes) as they were: an update fetches a few
-//! MiB instead of the rest of the file (see `docs/formats.md`).
+//! never before [`CDC_MIN_BYTES`] (768 KiB) from the previous cut, at the
+//! first position after that where the rolling hash matches the mask of
+//! [`CDC_MASK_BYTES`], and at [`CDC_MAX_BYTES`] (4 MiB) at the latest.
+//! Chunks average about 1 MiB. Because the cuts follow the content, bytes
+//! inserted into a big archive change the chunks around the insertion and
+//! leave the rest of the file's chunks (and their hashes) as they were: an
+//! update fetches a few MiB instead of the rest of the file. The sizes are
+//! measured choices (`docs/formats.md`): a minimum much larger than the
+//! mask's spacing scans fewer bytes but lets the cuts after an insertion
+//! drift for tens of MiB before they meet the old ones again.
 //!
 //! The chunk hashes are the only hashes: a file's identity
 //! ([`FileEntry::content_id`]) is derived from its chunk list, so no byte
@@ -42,10 +45,10 @@ use crate::version::GameVersion;
 pub const MANIFEST_FORMAT: u32 = 2;
 /// No cut closer than this to the previous one (the last chunk of a file
 /// may be shorter).
-pub const CDC_MIN_BYTES: u32 = 1 << 20;
-/// The mask of the gear hash: a cut is found about every 256 KiB after
-/// the minimum.
-pub const CDC_MASK_BYTES: u32 = 256 << 10;
+pub const CDC_MIN_BYTES: u32 = 768 << 10;
+/// FastCDC's "average" size, which sets the gear hash's mask: past the
+/// minimum, a cut comes about every 256 KiB.
+pub const CDC_MASK_BYTES: u32 = 512 << 10;
 /// A cut at the latest here.
 pub const CDC_MAX_BYTES: u32 = 4 << 20;
 /// Most files accepted in one manifest.

@@ -1,5 +1,7 @@
-//! `just bench`: download goodput from 1 and from 3 seeders on loopback, the
-//! downloader's peak memory, and hashing speed beside `b3sum` when present.
+//! `just bench`: download goodput from 1 and from 4 seeders on loopback, a
+//! game of 50,000 small files, the downloader's peak memory, hashing speed
+//! and the time from `serve` start until the game is offered, beside
+//! `b3sum` when present.
 //!
 //! Runs the release `lanspread` binary as real processes (discovery off,
 //! loopback only). A benchmark, not a test: it prints figures, compared side
@@ -118,7 +120,7 @@ fn wait_announced(bin: &Path, data: &Path) {
             started.elapsed() < Duration::from_secs(600),
             "seeder never announced"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -132,8 +134,9 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// One download: goodput in MiB/s and the downloader's peak RSS in MiB.
-fn download(bin: &Path, seeders: &[String], scratch: &Path) -> (f64, f64) {
+/// One download of `game`: goodput in MiB/s and the downloader's peak RSS
+/// in MiB.
+fn download(bin: &Path, game: &str, seeders: &[String], scratch: &Path) -> (f64, f64) {
     let games = scratch.join("games");
     let data = scratch.join("data");
     let _ = std::fs::remove_dir_all(&games);
@@ -142,7 +145,7 @@ fn download(bin: &Path, seeders: &[String], scratch: &Path) -> (f64, f64) {
     let mut cmd = Command::new(bin);
     cmd.arg("--data")
         .arg(&data)
-        .args(["get", "ut2004", "--no-discovery", "--json", "--games"])
+        .args(["get", game, "--no-discovery", "--json", "--games"])
         .arg(&games)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -207,7 +210,8 @@ fn main() {
         ours.push(build.hashed_bytes as f64 / seconds / (1 << 20) as f64);
     }
     let ours = median(&mut ours);
-    println!("hashing   lanspread manifest (whole file + 1 MiB chunks): {ours:8.0} MiB/s");
+    println!("hashing   lanspread manifest (content-defined chunks, all cores): {ours:8.0} MiB/s");
+    let mut b3sum_all_threads = None;
     for threads in ["1", "0"] {
         let mut speeds = Vec::new();
         for _ in 0..runs {
@@ -230,6 +234,7 @@ fn main() {
         let label = if threads == "1" {
             "1 thread"
         } else {
+            b3sum_all_threads = Some(total as f64 / median(&mut speeds) / (1 << 20) as f64);
             "all threads"
         };
         println!(
@@ -239,9 +244,26 @@ fn main() {
         );
     }
 
-    // Three seeders sharing hard links of the same files.
+    // 50,000 files of 4 KiB (200 MiB), on a seeder of their own.
+    let small_files = 50_000;
+    let small_version = catalog.get_str("q3a").unwrap().version.clone();
+    let small_games = root.path().join("small");
+    {
+        let dir = small_games.join("q3a");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut block = vec![0u8; 4096];
+        for index in 0..small_files {
+            let sub = dir.join(format!("data/{:03}", index % 500));
+            std::fs::create_dir_all(&sub).unwrap();
+            rng.fill_bytes(&mut block);
+            std::fs::write(sub.join(format!("{index:05}.dat")), &block).unwrap();
+        }
+        std::fs::write(dir.join("version.ini"), small_version.to_ini()).unwrap();
+    }
+
+    // Four seeders sharing hard links of the same files.
     let mut seeders = Vec::new();
-    for index in 0..3 {
+    for index in 0..4 {
         let games = root.path().join(format!("seed{index}"));
         if index > 0 {
             std::fs::create_dir_all(games.join("ut2004")).unwrap();
@@ -252,18 +274,30 @@ fn main() {
             }
         }
         let data = root.path().join(format!("seed{index}-data"));
+        let started = Instant::now();
         let (served, addr) = serve(&bin, &data, &games);
         wait_announced(&bin, &data);
+        if index == 0 {
+            // Its first start: every file hashed (the page cache is warm).
+            let offered = started.elapsed().as_secs_f64();
+            match b3sum_all_threads {
+                Some(b3sum) => println!(
+                    "start     serve until the {gib} GiB game is offered: {offered:.2} s; b3sum (all threads) on its files: {b3sum:.2} s (b3sum / lanspread = {:.2})",
+                    b3sum / offered
+                ),
+                None => println!("start     serve until offered: {offered:.2} s"),
+            }
+        }
         seeders.push((served, addr));
     }
     let addrs: Vec<String> = seeders.iter().map(|(_, a)| a.clone()).collect();
     let scratch = root.path().join("downloader");
     let mut results = Vec::new();
-    for count in [1usize, 3] {
+    for count in [1usize, 4] {
         let mut goodput = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..runs {
-            let (speed, peak) = download(&bin, &addrs[..count], &scratch);
+            let (speed, peak) = download(&bin, "ut2004", &addrs[..count], &scratch);
             goodput.push(speed);
             rss.push(peak);
         }
@@ -280,7 +314,24 @@ fn main() {
         results.push(speed);
     }
     println!(
-        "download  3 seeders / 1 seeder = {:.2}",
+        "download  4 seeders / 1 seeder = {:.2}",
         results[1] / results[0]
+    );
+    let small_data = root.path().join("small-data");
+    let started = Instant::now();
+    let (_small_seeder, small_addr) = serve(&bin, &small_data, &small_games);
+    wait_announced(&bin, &small_data);
+    println!(
+        "start     serve until {small_files} files of 4 KiB are offered: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut goodput = Vec::new();
+    for _ in 0..runs {
+        goodput.push(download(&bin, "q3a", std::slice::from_ref(&small_addr), &scratch).0);
+    }
+    let small = median(&mut goodput);
+    println!(
+        "download  {small_files} files of 4 KiB, 1 seeder: {small:8.0} MiB/s goodput (small / big files = {:.2})",
+        small / results[0]
     );
 }
