@@ -115,6 +115,8 @@ impl LocalContext {
                 seconds: 0.0,
                 fetch_seconds: 0.0,
                 peers: Vec::new(),
+                reused_bytes: 0,
+                pieces_reused: 0,
                 pieces_fetched: 0,
                 pieces_journaled: 0,
                 pieces_rescued: 0,

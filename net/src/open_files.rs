@@ -17,11 +17,13 @@ use std::sync::{Arc, Mutex};
 /// Most handles one set keeps open.
 pub const MAX_OPEN_FILES: usize = 64;
 
-/// The files of one folder, by index, opened read-write on demand.
+/// The files of one folder, by index, opened on demand.
 #[derive(Debug)]
 pub struct OpenFiles {
     /// Each file's path on disk, by index.
     paths: Vec<PathBuf>,
+    /// Opened for writing too (staging), or only read (an old payload).
+    write: bool,
     /// The mutex guards the open handles and the written set; held for a
     /// map lookup or an insert (opening a file happens outside it).
     state: Mutex<State>,
@@ -36,9 +38,20 @@ struct State {
 }
 
 impl OpenFiles {
+    /// Files opened to be read and written.
     pub fn new(paths: Vec<PathBuf>) -> Self {
         Self {
             paths,
+            write: true,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Files only read (a writing handle is never opened).
+    pub fn read_only(paths: Vec<PathBuf>) -> Self {
+        Self {
+            paths,
+            write: false,
             state: Mutex::default(),
         }
     }
@@ -61,7 +74,7 @@ impl OpenFiles {
         let path = self.paths.get(index).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such staging file")
         })?;
-        let file = Arc::new(File::options().read(true).write(true).open(path)?);
+        let file = Arc::new(File::options().read(true).write(self.write).open(path)?);
         let mut state = self.state();
         if state.open.len() >= MAX_OPEN_FILES
             && let Some(oldest) = state

@@ -212,18 +212,17 @@ impl ProgressDisplay {
         } else {
             0.0
         };
-        let phase = match p.phase {
-            Phase::Manifests => "asking peers",
-            Phase::Fetching => "downloading",
-            Phase::Swapping => "finishing",
-            Phase::Done => "done",
-            Phase::Failed => "failed",
-        };
+        let phase = p.phase.label();
         let eta = p.eta_secs.map_or_else(String::new, |s| {
             format!(", {} left", crate::context::human_duration(s))
         });
+        let reused = if p.reused_bytes > 0 {
+            format!(", {} reused", human_bytes(p.reused_bytes))
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{} {}: {phase} {percent:5.1}% of {} at {}/s from {} peers{eta}",
+            "{} {}: {phase} {percent:5.1}% of {} at {}/s from {} peers{reused}{eta}",
             p.game,
             p.version,
             human_bytes(p.total_bytes),

@@ -50,16 +50,11 @@ pub fn downloads(ui: &mut egui::Ui, snapshot: &Snapshot, commands: &mut Vec<UiCo
                     ui.set_width(ui.available_width());
                     ui.horizontal(|ui| {
                         ui.strong(format!("{title} {}", progress.version));
-                        let phase = match progress.phase {
-                            Phase::Manifests => "asking peers",
-                            Phase::Fetching => "downloading",
-                            Phase::Swapping => "finishing",
-                            Phase::Done => "done",
-                            Phase::Failed => "failed",
-                        };
-                        ui.label(phase);
-                        if matches!(progress.phase, Phase::Manifests | Phase::Fetching)
-                            && ui.button("Cancel").clicked()
+                        ui.label(progress.phase.label());
+                        if matches!(
+                            progress.phase,
+                            Phase::Manifests | Phase::Reusing | Phase::Fetching
+                        ) && ui.button("Cancel").clicked()
                             && let Ok(game) = lanspread_core::GameId::parse(&progress.game)
                         {
                             commands.push(UiCommand::CancelDownload(game));
@@ -81,6 +76,13 @@ pub fn downloads(ui: &mut egui::Ui, snapshot: &Snapshot, commands: &mut Vec<UiCo
                     )));
                     if let Some(error) = &progress.error {
                         ui.colored_label(ui.visuals().error_fg_color, error);
+                    }
+                    if progress.reused_bytes > 0 {
+                        ui.label(format!(
+                            "{} reused from the old version, {} to download",
+                            human_bytes(progress.reused_bytes),
+                            human_bytes(progress.total_bytes.saturating_sub(progress.done_bytes))
+                        ));
                     }
                     ui.label(format!(
                         "{} peers in use, {} dropped",

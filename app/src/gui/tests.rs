@@ -227,6 +227,7 @@ fn cards_follow_the_published_state() {
             eta_secs: Some(250),
             peers: Vec::new(),
             error: None,
+            reused_bytes: 0,
         },
     );
     harness.run();

@@ -19,6 +19,7 @@
 
 mod fetch;
 mod progress;
+mod reuse;
 mod staging;
 
 pub use progress::{DownloadProgress, DownloadReport, PeerShare, Phase, SpeedMeter};
@@ -291,6 +292,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         eta_secs: None,
         peers: Vec::new(),
         error: None,
+        reused_bytes: 0,
     };
     (job.on_progress)(&progress);
 
@@ -411,6 +413,17 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     };
     job.store.put_journal(job.game.as_str(), &journal)?;
 
+    // 3b. What an older copy here already holds is copied, not fetched.
+    progress.done_bytes = journaled_bytes(&plan, &journal);
+    let reused = reuse_older_copy(
+        &job,
+        (&manifest, &plan),
+        &staging,
+        &mut journal,
+        &mut progress,
+    )
+    .await?;
+
     // 4./5. Fetch, serving what is verified to the others meanwhile.
     let partial = Arc::new(PartialGame::new(
         manifest.clone(),
@@ -418,13 +431,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         staging.files.clone(),
     ));
     job.partials.insert(partial.clone());
-    progress.done_bytes = plan
-        .pieces
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| journal.verified.has(*i))
-        .map(|(_, p)| p.len)
-        .sum();
+    progress.done_bytes = journaled_bytes(&plan, &journal);
     progress.phase = Phase::Fetching;
     let fetch_started = Instant::now();
     let machine =
@@ -520,11 +527,89 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         seconds: started.elapsed().as_secs_f64(),
         fetch_seconds,
         peers: peers_report,
+        reused_bytes: reused.bytes,
+        pieces_reused: reused.pieces,
         pieces_fetched: fetched_chunks,
         pieces_journaled: resumed.journaled,
         pieces_rescued: resumed.rescued,
         total_pieces: plan.len(),
     })
+}
+
+/// The bytes of the pieces the journal lists.
+fn journaled_bytes(plan: &PiecePlan, journal: &Journal) -> u64 {
+    plan.pieces
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| journal.verified.has(*i))
+        .map(|(_, p)| p.len)
+        .sum()
+}
+
+/// Runs the reuse pass on a blocking thread, publishing its progress.
+async fn reuse_older_copy(
+    job: &DownloadJob,
+    (manifest, plan): (&Arc<Manifest>, &Arc<PiecePlan>),
+    staging: &staging::Staging,
+    journal: &mut Journal,
+    progress: &mut DownloadProgress,
+) -> Result<reuse::Reused, DownloadError> {
+    let game_dir = lanspread_core::layout::game_dir(&job.games_dir, &job.game);
+    if !game_dir.is_dir() {
+        return Ok(reuse::Reused::default());
+    }
+    progress.phase = Phase::Reusing;
+    (job.on_progress)(progress);
+    let copied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut work = {
+        let (manifest, plan, files, store) = (
+            manifest.clone(),
+            plan.clone(),
+            staging.files.clone(),
+            job.store.clone(),
+        );
+        let (copied, cancel, mut journal) = (copied.clone(), job.cancel.clone(), journal.clone());
+        tokio::task::spawn_blocking(move || {
+            let reused = reuse::reuse_old_payload(
+                &game_dir,
+                (&manifest, &plan),
+                &files,
+                &mut journal,
+                &store,
+                (&copied, &cancel),
+            );
+            (reused, journal)
+        })
+    };
+    let before = progress.done_bytes;
+    let mut tick = tokio::time::interval(TICK);
+    let (reused, after) = loop {
+        tokio::select! {
+            done = &mut work => break done.map_err(|e| DownloadError::Io(e.to_string()))?,
+            _ = tick.tick() => {
+                let bytes = copied.load(std::sync::atomic::Ordering::Relaxed);
+                progress.reused_bytes = bytes;
+                progress.done_bytes = before + bytes;
+                (job.on_progress)(progress);
+            }
+        }
+    };
+    let reused = reused.map_err(|e| DownloadError::Io(e.to_string()))?;
+    *journal = after;
+    if job.cancel.is_cancelled() {
+        return Err(DownloadError::Cancelled);
+    }
+    progress.reused_bytes = reused.bytes;
+    progress.done_bytes = before + reused.bytes;
+    if reused.pieces > 0 || reused.stale_chunks > 0 {
+        tracing::info!(
+            pieces = reused.pieces,
+            bytes = reused.bytes,
+            stale_chunks = reused.stale_chunks,
+            "reused from the older copy"
+        );
+    }
+    Ok(reused)
 }
 
 fn check_space(

@@ -12,12 +12,28 @@ use serde::{Deserialize, Serialize};
 pub enum Phase {
     /// Asking peers for their manifests and voting.
     Manifests,
+    /// Copying the chunks an older copy on this PC already holds.
+    Reusing,
     /// Fetching and verifying chunks.
     Fetching,
     /// Waiting for uploads of the old version to stop, then swapping in.
     Swapping,
     Done,
     Failed,
+}
+
+impl Phase {
+    /// The phase in a few words, for the window and the command line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Manifests => "asking peers",
+            Self::Reusing => "reusing the old version",
+            Self::Fetching => "downloading",
+            Self::Swapping => "finishing",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// One peer's part in a download.
@@ -39,8 +55,12 @@ pub struct DownloadProgress {
     pub version: String,
     pub phase: Phase,
     pub total_bytes: u64,
-    /// Verified bytes, including those found on disk when resuming.
+    /// Verified bytes, including those found on disk when resuming and
+    /// those reused from an older copy.
     pub done_bytes: u64,
+    /// Bytes copied from the older copy on this PC instead of fetched.
+    #[serde(default)]
+    pub reused_bytes: u64,
     pub bytes_per_sec: f64,
     pub eta_secs: Option<u64>,
     pub peers: Vec<PeerShare>,
@@ -67,12 +87,19 @@ pub struct DownloadReport {
     #[serde(default)]
     pub fetch_seconds: f64,
     pub peers: Vec<PeerShare>,
-    /// Chunks fetched in this run.
+    /// Bytes copied from an older copy on this PC (verified chunk by
+    /// chunk) instead of fetched, in this run.
+    #[serde(default)]
+    pub reused_bytes: u64,
+    /// Pieces fetched in this run.
     pub pieces_fetched: usize,
-    /// Chunks the journal already listed.
+    /// Pieces the journal already listed.
     pub pieces_journaled: usize,
-    /// Chunks found whole on disk though not yet journaled.
+    /// Pieces found whole on disk though not yet journaled.
     pub pieces_rescued: usize,
+    /// Pieces copied from an older copy in this run.
+    #[serde(default)]
+    pub pieces_reused: usize,
     pub total_pieces: usize,
 }
 

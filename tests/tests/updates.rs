@@ -1,0 +1,211 @@
+//! Delta updates between real peers on loopback: a PC holding version 1 of
+//! a game updates to version 2 and fetches only what changed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use std::path::Path;
+use std::time::Duration;
+
+use lanspread_core::{GameCatalog, GameId};
+use lanspread_net::Command;
+use lanspread_net::download::{DownloadReport, Phase};
+use lanspread_tests::{GamesFolder, TestPeer, tree_hashes};
+
+const MIB: usize = 1024 * 1024;
+
+/// The embedded catalog with ut2004 at `version`.
+fn catalog_at(version: &str) -> GameCatalog {
+    let embedded = GameCatalog::embedded().unwrap();
+    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        &format!(
+            "version: \"{}\"",
+            embedded.get_str("ut2004").unwrap().version
+        ),
+        &format!("version: \"{version}\""),
+        1,
+    );
+    GameCatalog::parse(&text, "test.ron").unwrap()
+}
+
+/// Version 1: a 136 MiB archive, ten of 2 MiB, ten of 10 MiB, small files.
+fn version_1(folder: &GamesFolder) {
+    let mut files: Vec<(String, usize)> = vec![("Paks/big.pak".into(), 136 * MIB)];
+    files.extend((0..10).map(|i| (format!("Paks/p{i:02}.pak"), 2 * MIB)));
+    files.extend((10..20).map(|i| (format!("Paks/p{i:02}.pak"), 10 * MIB)));
+    files.extend((0..50).map(|i| (format!("Maps/m{i:02}.map"), 40_000 + i * 997)));
+    let files: Vec<(&str, usize)> = files.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+    folder.add_payload("ut2004", &files, 1);
+    folder.write_version("ut2004", "1");
+}
+
+/// Version 2 from version 1: three files replaced, one added, one removed,
+/// 1 MiB inserted in the middle of the big archive.
+fn version_2(folder: &GamesFolder) {
+    version_1(folder);
+    let dir = folder.game_dir("ut2004");
+    let big = dir.join("Paks/big.pak");
+    let old = std::fs::read(&big).unwrap();
+    let middle = old.len() / 2 + 12_345;
+    let mut new = old[..middle].to_vec();
+    new.extend(
+        std::iter::repeat_n(0x5a_u8, MIB)
+            .enumerate()
+            .map(|(i, b)| b ^ (i * 31 % 251) as u8),
+    );
+    new.extend_from_slice(&old[middle..]);
+    std::fs::write(&big, new).unwrap();
+    folder.add_payload(
+        "ut2004",
+        &[
+            ("Paks/p00.pak", 2 * MIB),
+            ("Paks/p01.pak", 2 * MIB),
+            ("Maps/m07.map", 40_000 + 7 * 997),
+            ("Paks/new.pak", 2 * MIB),
+        ],
+        2,
+    );
+    std::fs::remove_file(dir.join("Paks/p19.pak")).unwrap();
+    folder.write_version("ut2004", "2");
+}
+
+/// The payload of a game folder (without `local/`).
+fn payload(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut tree = tree_hashes(dir);
+    tree.retain(|path, _| !path.starts_with("local/"));
+    tree
+}
+
+fn seeders(folder: &GamesFolder, catalog: &GameCatalog) -> Vec<TestPeer> {
+    (0..2)
+        .map(|_| {
+            let peer = TestPeer::start_with(Some(folder.path()), catalog, &[], |config| {
+                // 80 Mbit/s each: the fetch takes long enough to look at.
+                config.upload_limit_bytes_per_sec = Some(10_000_000);
+            });
+            assert!(
+                peer.handle
+                    .wait_until(Duration::from_secs(60), |s| !s.local_games.is_empty()),
+                "a seeder never announced version 2"
+            );
+            peer
+        })
+        .collect()
+}
+
+/// A PC holding version 1 (installed, with a save) that sees both seeders.
+fn outdated_pc(catalog: &GameCatalog, seeders: &[TestPeer]) -> (GamesFolder, TestPeer) {
+    let folder = GamesFolder::new();
+    version_1(&folder);
+    folder.add_local("ut2004");
+    std::fs::write(
+        folder.game_dir("ut2004").join("local/save.dat"),
+        b"level 12",
+    )
+    .unwrap();
+    let addrs: Vec<_> = seeders.iter().map(TestPeer::addr).collect();
+    let peer = TestPeer::start(Some(folder.path()), catalog, &addrs);
+    assert!(
+        peer.handle.wait_until(Duration::from_secs(20), |s| {
+            s.peers
+                .values()
+                .filter(|p| p.games.iter().any(|g| g.id.as_str() == "ut2004"))
+                .count()
+                == 2
+        }),
+        "the PC never saw both seeders"
+    );
+    (folder, peer)
+}
+
+fn update(pc: &TestPeer) -> DownloadReport {
+    pc.ask(|reply| Command::Download {
+        game: GameId::parse("ut2004").unwrap(),
+        reply,
+    })
+    .blocking_recv()
+    .unwrap()
+    .unwrap()
+}
+
+#[test]
+fn an_update_fetches_what_changed_and_reuses_the_rest() {
+    let catalog = catalog_at("2");
+    let new = GamesFolder::new();
+    version_2(&new);
+    let seeders = seeders(&new, &catalog);
+    let (old, pc) = outdated_pc(&catalog, &seeders);
+    let old_payload = payload(&old.game_dir("ut2004"));
+
+    let download = pc.ask(|reply| Command::Download {
+        game: GameId::parse("ut2004").unwrap(),
+        reply,
+    });
+    // While it fetches, version 1 is where it was, untouched.
+    assert!(
+        pc.handle.wait_until(Duration::from_secs(30), |s| s
+            .downloads
+            .get("ut2004")
+            .is_some_and(|p| p.phase == Phase::Fetching && p.reused_bytes > 0)),
+        "the update never reused anything"
+    );
+    assert_eq!(payload(&old.game_dir("ut2004")), old_payload);
+    let report = download.blocking_recv().unwrap().unwrap();
+
+    assert_eq!(
+        payload(&old.game_dir("ut2004")),
+        payload(&new.game_dir("ut2004"))
+    );
+    let total: u64 = payload(&new.game_dir("ut2004"))
+        .keys()
+        .filter(|p| *p != "version.ini")
+        .map(|p| {
+            std::fs::metadata(new.game_dir("ut2004").join(p))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    let share = report.bytes as f64 / total as f64;
+    eprintln!(
+        "update: {} of {} bytes fetched ({:.1} %), {} reused in {} pieces; {:.2} s",
+        report.bytes,
+        total,
+        share * 100.0,
+        report.reused_bytes,
+        report.pieces_reused,
+        report.seconds
+    );
+    assert!(share <= 0.10, "{:.1} % fetched", share * 100.0);
+    assert_eq!(report.bytes + report.reused_bytes, total);
+}
+
+#[test]
+fn a_corrupted_chunk_of_the_old_copy_is_fetched_not_copied() {
+    let catalog = catalog_at("2");
+    let new = GamesFolder::new();
+    version_2(&new);
+    let seeders = seeders(&new, &catalog);
+    let (clean, clean_pc) = outdated_pc(&catalog, &seeders);
+    let (dirty, dirty_pc) = outdated_pc(&catalog, &seeders);
+    // One byte of an unchanged 10 MiB file, size and mtime kept (the hash
+    // cache still believes it).
+    let victim = dirty.game_dir("ut2004").join("Paks/p12.pak");
+    let mtime = std::fs::metadata(&victim).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[3 * MIB] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+
+    let clean_report = update(&clean_pc);
+    let dirty_report = update(&dirty_pc);
+    let expected = payload(&new.game_dir("ut2004"));
+    assert_eq!(payload(&clean.game_dir("ut2004")), expected);
+    assert_eq!(payload(&dirty.game_dir("ut2004")), expected);
+    let extra = dirty_report.bytes - clean_report.bytes;
+    eprintln!("the corrupted chunk cost {extra} more bytes fetched");
+    assert!(extra > 0 && extra <= 8 * MIB as u64, "{extra}");
+}
