@@ -13,18 +13,22 @@ use lanspread_tests::{GamesFolder, TestPeer, tree_hashes};
 
 const MIB: usize = 1024 * 1024;
 
-/// The embedded catalog with ut2004 at `version`.
-fn catalog_at(version: &str) -> GameCatalog {
+/// The embedded catalog's text with ut2004 at `version`.
+fn catalog_text(version: &str) -> String {
     let embedded = GameCatalog::embedded().unwrap();
-    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+    lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
         &format!(
             "version: \"{}\"",
             embedded.get_str("ut2004").unwrap().version
         ),
         &format!("version: \"{version}\""),
         1,
-    );
-    GameCatalog::parse(&text, "test.ron").unwrap()
+    )
+}
+
+/// The embedded catalog with ut2004 at `version`.
+fn catalog_at(version: &str) -> GameCatalog {
+    GameCatalog::parse(&catalog_text(version), "test.ron").unwrap()
 }
 
 /// Version 1: a 136 MiB archive, ten of 2 MiB, ten of 10 MiB, small files.
@@ -92,8 +96,10 @@ fn seeders(folder: &GamesFolder, catalog: &GameCatalog) -> Vec<TestPeer> {
         .collect()
 }
 
-/// A PC holding version 1 (installed, with a save) that sees both seeders.
-fn outdated_pc(catalog: &GameCatalog, seeders: &[TestPeer]) -> (GamesFolder, TestPeer) {
+/// A PC sharing version 1 (installed, with a save) as its catalog said,
+/// until `meanwhile` ran and the organiser's catalog with version 2 was
+/// loaded; it then sees both seeders.
+fn outdated_pc(seeders: &[TestPeer], meanwhile: impl FnOnce(&Path)) -> (GamesFolder, TestPeer) {
     let folder = GamesFolder::new();
     version_1(&folder);
     folder.add_local("ut2004");
@@ -103,7 +109,23 @@ fn outdated_pc(catalog: &GameCatalog, seeders: &[TestPeer]) -> (GamesFolder, Tes
     )
     .unwrap();
     let addrs: Vec<_> = seeders.iter().map(TestPeer::addr).collect();
-    let peer = TestPeer::start(Some(folder.path()), catalog, &addrs);
+    let peer = TestPeer::start(Some(folder.path()), &catalog_at("1"), &addrs);
+    assert!(
+        peer.handle
+            .wait_until(Duration::from_secs(60), |s| !s.local_games.is_empty()),
+        "the PC never shared version 1"
+    );
+    meanwhile(&folder.game_dir("ut2004"));
+    let catalog_dir = tempfile::tempdir().unwrap();
+    let file = catalog_dir.path().join("party.ron");
+    std::fs::write(&file, catalog_text("2")).unwrap();
+    peer.ask(|reply| Command::LoadCatalog {
+        path: file.clone(),
+        reply,
+    })
+    .blocking_recv()
+    .unwrap()
+    .unwrap();
     assert!(
         peer.handle.wait_until(Duration::from_secs(20), |s| {
             s.peers
@@ -133,7 +155,7 @@ fn an_update_fetches_what_changed_and_reuses_the_rest() {
     let new = GamesFolder::new();
     version_2(&new);
     let seeders = seeders(&new, &catalog);
-    let (old, pc) = outdated_pc(&catalog, &seeders);
+    let (old, pc) = outdated_pc(&seeders, |_| {});
     let old_payload = payload(&old.game_dir("ut2004"));
 
     let download = pc.ask(|reply| Command::Download {
@@ -184,21 +206,22 @@ fn a_corrupted_chunk_of_the_old_copy_is_fetched_not_copied() {
     let new = GamesFolder::new();
     version_2(&new);
     let seeders = seeders(&new, &catalog);
-    let (clean, clean_pc) = outdated_pc(&catalog, &seeders);
-    let (dirty, dirty_pc) = outdated_pc(&catalog, &seeders);
-    // One byte of an unchanged 10 MiB file, size and mtime kept (the hash
-    // cache still believes it).
-    let victim = dirty.game_dir("ut2004").join("Paks/p12.pak");
-    let mtime = std::fs::metadata(&victim).unwrap().modified().unwrap();
-    let mut bytes = std::fs::read(&victim).unwrap();
-    bytes[3 * MIB] ^= 0xff;
-    std::fs::write(&victim, bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&victim)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    let (clean, clean_pc) = outdated_pc(&seeders, |_| {});
+    // One byte of an unchanged 10 MiB file flips after version 1 was
+    // hashed, size and mtime kept: the hash cache still believes it.
+    let (dirty, dirty_pc) = outdated_pc(&seeders, |game| {
+        let victim = game.join("Paks/p12.pak");
+        let mtime = std::fs::metadata(&victim).unwrap().modified().unwrap();
+        let mut bytes = std::fs::read(&victim).unwrap();
+        bytes[3 * MIB] ^= 0xff;
+        std::fs::write(&victim, bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&victim)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    });
 
     let clean_report = update(&clean_pc);
     let dirty_report = update(&dirty_pc);
