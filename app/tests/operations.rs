@@ -352,3 +352,123 @@ fn a_game_that_does_not_fit_is_refused_before_anything_is_written() {
     assert!(stderr.contains("not enough free space"), "{stderr}");
     assert_eq!(std::fs::read_dir(small.path()).unwrap().count(), 0);
 }
+
+/// An update that reuses most of the old version, killed while it fetches
+/// the rest and started again: it completes; the second run neither copies
+/// nor fetches again what the first one journaled (only the pieces in
+/// flight are fetched twice).
+#[test]
+fn a_killed_update_resumes_without_copying_or_fetching_twice() {
+    let embedded = catalog();
+    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        &format!(
+            "version: \"{}\"",
+            embedded.get_str("ut2004").unwrap().version
+        ),
+        "version: \"2\"",
+        1,
+    );
+    let catalog_dir = tempfile::tempdir().unwrap();
+    let catalog_file = catalog_dir.path().join("party.ron");
+    std::fs::write(&catalog_file, text).unwrap();
+
+    // Version 1 here: 40 MiB; version 2 replaces one 24 MiB file of it.
+    let old_files = [("base.pak", 16 * MIB), ("maps.pak", 24 * MIB)];
+    let seed = GamesFolder::new();
+    seed.add_payload("ut2004", &old_files, 31)
+        .add_payload("ut2004", &[("maps.pak", 24 * MIB)], 32)
+        .write_version("ut2004", "2");
+    let target = GamesFolder::new();
+    target
+        .add_payload("ut2004", &old_files, 31)
+        .write_version("ut2004", "1");
+
+    let seed_data = tempfile::tempdir().unwrap();
+    let catalog_arg = catalog_file.to_str().unwrap();
+    let seeder = serve_with(
+        seed_data.path(),
+        seed.path(),
+        "Seeder",
+        &[],
+        &["--catalog", catalog_arg, "--upload-limit", "40"],
+    );
+    eventually(Duration::from_secs(20), || {
+        status(seed_data.path()).filter(|s| s["games"].as_array().is_some_and(|g| !g.is_empty()))
+    });
+    let data = tempfile::tempdir().unwrap();
+    let get = |data: &std::path::Path| {
+        let mut cmd = lanspread(data);
+        cmd.args(["get", "ut2004", "--no-discovery", "--json", "--catalog"])
+            .arg(&catalog_file)
+            .arg("--peer")
+            .arg(seeder.addr.to_string())
+            .arg("--games")
+            .arg(target.path());
+        cmd
+    };
+    let mut first = get(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once it reused the 16 MiB and fetched a third of the rest.
+    eventually(Duration::from_secs(30), || {
+        status(data.path()).and_then(|s| {
+            let download = s["downloads"].as_array()?.first()?.clone();
+            let reused = download["reused_bytes"].as_u64()?;
+            let done = download["done_bytes"].as_u64()?;
+            (reused >= 15 * MIB as u64 && done >= reused + 8 * MIB as u64).then_some(())
+        })
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = get(data.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = last_json_line(&out.stdout);
+    eprintln!("second run: {report}");
+    assert_eq!(report["pieces_reused"], 0, "copied again: {report}");
+    assert_eq!(report["reused_bytes"], 0, "copied again: {report}");
+    let total = report["total_pieces"].as_u64().unwrap();
+    let fetched = report["pieces_fetched"].as_u64().unwrap();
+    let journaled = report["pieces_journaled"].as_u64().unwrap();
+    let rescued = report["pieces_rescued"].as_u64().unwrap();
+    assert_eq!(fetched + journaled + rescued, total, "{report}");
+    let mut expected = tree_hashes(&seed.game_dir("ut2004"));
+    expected.remove("version.ini");
+    let mut got = tree_hashes(&target.game_dir("ut2004"));
+    got.remove("version.ini");
+    assert_eq!(got, expected);
+    // Every piece the seeder sent whole beyond those of the changed file
+    // was in flight when the first run died.
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = lanspread_core::Store::open(store_dir.path()).unwrap();
+    let manifest = lanspread_core::manifest::build_manifest(
+        &seed.game_dir("ut2004"),
+        &lanspread_core::GameId::parse("ut2004").unwrap(),
+        &lanspread_core::GameVersion::parse("2").unwrap(),
+        &store,
+    )
+    .unwrap()
+    .manifest;
+    let plan = lanspread_core::download::PiecePlan::new(&manifest);
+    let maps = manifest
+        .files
+        .iter()
+        .position(|f| f.path.as_str() == "maps.pak")
+        .unwrap();
+    let changed = (0..plan.len())
+        .filter(|p| plan.piece_chunks(*p).iter().any(|c| c.file == maps))
+        .count() as u64;
+    let served = status(seed_data.path()).unwrap()["chunks_served"]
+        .as_u64()
+        .unwrap();
+    eprintln!("the seeder sent {served} pieces for {changed} changed; {fetched} in the second run");
+    assert!(
+        served >= changed && served - changed <= 2 * MAX_WINDOW as u64,
+        "{served} pieces sent for {changed} changed"
+    );
+}
