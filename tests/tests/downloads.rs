@@ -225,11 +225,13 @@ fn a_seeder_lying_only_in_chunk_data_is_dropped_on_the_first_bad_chunk() {
     let zip = folders[2].game_dir("ut2004").join("ut2004.zip");
     let mtime = std::fs::metadata(&zip).unwrap().modified().unwrap();
     let mut bytes = std::fs::read(&zip).unwrap();
-    for chunk_start in (0..8).map(|i| i * MIB) {
-        if chunk_start + 10 < bytes.len() {
-            bytes[chunk_start + 10] ^= 0xff;
-        }
+    // Every chunk holds a bad byte: one every 512 KiB (a chunk is at least
+    // 768 KiB unless it is a file's last), and the last one.
+    for at in (10..bytes.len()).step_by(512 * 1024) {
+        bytes[at] ^= 0xff;
     }
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
     std::fs::write(&zip, bytes).unwrap();
     std::fs::File::options()
         .write(true)
