@@ -17,6 +17,11 @@ use crate::version::VERSION_INI;
 /// The folder inside a game's folder that holds the installed game.
 pub const LOCAL_DIR: &str = "local";
 
+/// `<games>/<id>/local.previous` (and `local.previous.2`, …): what a
+/// reinstall could not carry over from the `local/` it replaced (files the
+/// new install also has, in the player's version). Never served.
+pub const LOCAL_PREVIOUS_DIR: &str = "local.previous";
+
 /// Prefix of every file or folder lanspread creates for its own bookkeeping
 /// (staging, partial files, temporary unpack folders).
 pub const INTERNAL_PREFIX: &str = ".lanspread";
@@ -35,7 +40,14 @@ pub fn is_internal_name(name: &str) -> bool {
 pub fn is_payload_entry(name: &str) -> bool {
     !name.eq_ignore_ascii_case(LOCAL_DIR)
         && !name.eq_ignore_ascii_case(VERSION_INI)
+        && !is_local_previous(name)
         && !is_internal_name(name)
+}
+
+/// Whether a top-level name is one of the `local.previous*` folders (any case).
+pub fn is_local_previous(name: &str) -> bool {
+    name.get(..LOCAL_PREVIOUS_DIR.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(LOCAL_PREVIOUS_DIR))
 }
 
 /// `<games>/<id>`.

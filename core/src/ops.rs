@@ -55,6 +55,13 @@ pub enum OpError {
     Payload(#[from] ManifestError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "{error}; putting things back failed too ({rollback}): the next start finishes or rolls it back"
+    )]
+    RollbackFailed {
+        error: Box<OpError>,
+        rollback: Box<OpError>,
+    },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -182,9 +189,59 @@ pub fn install(
         rename(&places.local, &places.local_old)?;
     }
     rename(&places.install_tmp, &places.local)?;
-    remove_dir_if_exists(&places.local_old)?;
+    keep_players_files(&places)?;
     store.clear_intent(id.as_str())?;
     Ok(unpacked)
+}
+
+/// After a reinstall: the files of the replaced `local/` that the new
+/// install does not have (saves, screenshots, the player's own configs)
+/// move into the new `local/`; files the new install also has stay in
+/// their old version in `local.previous/` (`local.previous.2`, … when one
+/// is already there). Nothing the player made is deleted. Idempotent (a
+/// crash half-way is finished by [`recover`]).
+fn keep_players_files(places: &Places) -> Result<(), OpError> {
+    if !places.local_old.is_dir() {
+        return Ok(());
+    }
+    carry_over(&places.local_old, &places.local)?;
+    if dir_is_empty(&places.local_old) {
+        return remove_dir_if_exists(&places.local_old);
+    }
+    let parent = places.local.parent().unwrap_or(&places.local);
+    let mut target = parent.join(layout::LOCAL_PREVIOUS_DIR);
+    let mut n = 2;
+    while target.exists() {
+        target = parent.join(format!("{}.{n}", layout::LOCAL_PREVIOUS_DIR));
+        n += 1;
+    }
+    rename(&places.local_old, &target)?;
+    tracing::info!(kept = %target.display(), "the player's versions of reinstalled files");
+    Ok(())
+}
+
+/// Moves every file under `from` whose path is free under `to` there;
+/// folders left empty are deleted.
+fn carry_over(from: &Path, to: &Path) -> Result<(), OpError> {
+    let entries = std::fs::read_dir(from).map_err(io("reading", from))?;
+    for entry in entries {
+        let entry = entry.map_err(io("reading", from))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(io("reading", &source))?;
+        if kind.is_dir() && target.is_dir() {
+            carry_over(&source, &target)?;
+            if dir_is_empty(&source) {
+                remove_dir_if_exists(&source)?;
+            }
+        } else if !target.exists() && target.symlink_metadata().is_err() {
+            rename(&source, &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn dir_is_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 /// Deletes `local/` only; the payload stays and is still shared.
@@ -218,15 +275,75 @@ pub fn remove(
 ) -> Result<(), OpError> {
     check_payload_guard(guard, id)?;
     let places = Places::new(games_dir, id);
+    restore_set_aside(&places)?;
     if !places.game.is_dir() {
         return Err(OpError::NotHere(id.clone()));
     }
     store.put_intent(id.as_str(), &Intent::Remove { keep_local })?;
-    remove_dir_if_exists(&places.removed)?;
     rename(&places.game, &places.removed)?;
-    finish_remove(&places, keep_local)?;
+    if let Err(err) = finish_remove(&places, keep_local) {
+        // Put the game back as it was, now, before the error is shown.
+        return Err(roll_back(store, id, err, || {
+            if places.local.is_dir() && !places.removed.join(LOCAL_DIR).exists() {
+                rename(&places.local, &places.removed.join(LOCAL_DIR))?;
+            }
+            if places.game.is_dir() {
+                remove_dir_if_exists(&places.game)?;
+            }
+            rename(&places.removed, &places.game)
+        }));
+    }
     store.clear_intent(id.as_str())?;
     Ok(())
+}
+
+/// A folder set aside by an operation that failed and could not be rolled
+/// back (or by a crash before recovery ran) is never deleted with the
+/// player's `local/` in it: the whole game goes back into place if the
+/// game folder is gone, else its `local/` does if the game has none. Only
+/// then is the rest deleted.
+fn restore_set_aside(places: &Places) -> Result<(), OpError> {
+    for aside in [&places.replaced, &places.removed] {
+        if !aside.is_dir() {
+            continue;
+        }
+        if !places.game.exists() {
+            rename(aside, &places.game)?;
+            tracing::warn!(game = %places.game.display(), "put a set-aside game folder back");
+            continue;
+        }
+        let local = aside.join(LOCAL_DIR);
+        if local.is_dir() && !places.local.exists() {
+            rename(&local, &places.local)?;
+            tracing::warn!(game = %places.game.display(), "put a set-aside local/ back");
+        }
+        remove_dir_if_exists(aside)?;
+    }
+    Ok(())
+}
+
+/// Runs `undo` after `err` (an operation failed half-way): on success the
+/// intent is cleared and `err` is returned as it was; if undoing fails too,
+/// the intent stays for recovery at the next start, and both are told.
+fn roll_back(
+    store: &Store,
+    id: &GameId,
+    err: OpError,
+    undo: impl FnOnce() -> Result<(), OpError>,
+) -> OpError {
+    match undo() {
+        Ok(()) => {
+            if let Err(store_err) = store.clear_intent(id.as_str()) {
+                tracing::warn!("rolled back, but the intent stays: {store_err}");
+            }
+            tracing::warn!(game = %id, "rolled back: {err}");
+            err
+        }
+        Err(undo_err) => OpError::RollbackFailed {
+            error: Box::new(err),
+            rollback: Box::new(undo_err),
+        },
+    }
 }
 
 fn finish_remove(places: &Places, keep_local: bool) -> Result<(), OpError> {
@@ -237,7 +354,30 @@ fn finish_remove(places: &Places, keep_local: bool) -> Result<(), OpError> {
             rename(&kept, &places.local)?;
         }
     }
-    remove_dir_if_exists(&places.removed)
+    if keep_local {
+        // The player's files a reinstall kept aside stay too.
+        for entry in std::fs::read_dir(&places.removed).map_err(io("reading", &places.removed))? {
+            let entry = entry.map_err(io("reading", &places.removed))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let target = places.game.join(&*name);
+            if layout::is_local_previous(&name) && !target.exists() {
+                std::fs::create_dir_all(&places.game).map_err(io("creating", &places.game))?;
+                rename(&entry.path(), &target)?;
+            }
+        }
+    }
+    clean_up(&places.removed);
+    Ok(())
+}
+
+/// Deletes what an operation that succeeded left behind. Best-effort: a
+/// file held open (Windows) keeps the folder until the next operation on
+/// the game deletes it ([`restore_set_aside`]); success stays success.
+fn clean_up(path: &Path) {
+    if let Err(err) = remove_dir_if_exists(path) {
+        tracing::warn!("left for later: {err}");
+    }
 }
 
 /// Moves a complete, verified payload from `staging` into the game folder,
@@ -252,6 +392,8 @@ pub fn swap_in(
     guard: &OperationGuard,
 ) -> Result<(), OpError> {
     check_payload_guard(guard, id)?;
+    let places = Places::new(games_dir, id);
+    restore_set_aside(&places)?;
     store.put_intent(
         id.as_str(),
         &Intent::Swap {
@@ -259,12 +401,27 @@ pub fn swap_in(
             staging: staging.to_path_buf(),
         },
     )?;
-    let places = Places::new(games_dir, id);
-    remove_dir_if_exists(&places.replaced)?;
-    if places.game.exists() {
+    let had_game = places.game.exists();
+    if had_game {
         rename(&places.game, &places.replaced)?;
     }
-    finish_swap(&places, staging, version)?;
+    if let Err(err) = finish_swap(&places, staging, version) {
+        // The new payload goes back to staging (a later try swaps it in
+        // without fetching it again), the old game back into place.
+        return Err(roll_back(store, id, err, || {
+            let local = places.local.clone();
+            if places.game.is_dir() && !staging.exists() {
+                if had_game && local.is_dir() && !places.replaced.join(LOCAL_DIR).exists() {
+                    rename(&local, &places.replaced.join(LOCAL_DIR))?;
+                }
+                rename(&places.game, staging)?;
+            }
+            if had_game && places.replaced.is_dir() && !places.game.exists() {
+                rename(&places.replaced, &places.game)?;
+            }
+            Ok(())
+        }));
+    }
     store.clear_intent(id.as_str())?;
     Ok(())
 }
@@ -289,7 +446,7 @@ fn finish_swap(places: &Places, staging: &Path, version: &GameVersion) -> Result
         rename(&old_local, &places.local)?;
     }
     write_version_ini(&places.game, version)?;
-    remove_dir_if_exists(&places.replaced)?;
+    clean_up(&places.replaced);
     Ok(SwapEnd::Finished)
 }
 
@@ -327,8 +484,10 @@ pub fn recover(games_dir: &Path, store: &Store) -> Result<Vec<Recovered>, OpErro
                     rename(&places.local_old, &places.local)?;
                     false
                 } else {
+                    // The new local/ is in place: the player's files go
+                    // where a finished install puts them.
                     let had_old = places.local_old.exists();
-                    remove_dir_if_exists(&places.local_old)?;
+                    keep_players_files(&places)?;
                     had_old
                 }
             }
@@ -412,10 +571,44 @@ mod tests {
         install(&s.games, &ut, &s.store, &guard).unwrap();
         let local = s.games.join("ut2004/local");
         assert_eq!(std::fs::read(local.join("Maps/deck.ut2")).unwrap(), b"deck");
-        // Reinstalling replaces local/ whole.
-        std::fs::write(local.join("savegame"), b"x").unwrap();
+        // Reinstalling replaces local/ and keeps what the player made: a
+        // save the new install does not have is carried over; the
+        // player's version of a file it has is kept in local.previous/.
+        std::fs::create_dir_all(local.join("Saves")).unwrap();
+        std::fs::write(local.join("Saves/slot1.sav"), b"level 12").unwrap();
+        std::fs::write(local.join("Maps/deck.ut2"), b"my edit").unwrap();
         install(&s.games, &ut, &s.store, &guard).unwrap();
-        assert!(!local.join("savegame").exists());
+        assert_eq!(
+            std::fs::read(local.join("Saves/slot1.sav")).unwrap(),
+            b"level 12"
+        );
+        assert_eq!(std::fs::read(local.join("Maps/deck.ut2")).unwrap(), b"deck");
+        let previous = s.games.join("ut2004/local.previous");
+        assert_eq!(
+            std::fs::read(previous.join("Maps/deck.ut2")).unwrap(),
+            b"my edit"
+        );
+        assert!(!previous.join("Saves").exists());
+        // A second reinstall over an edit keeps both earlier versions.
+        std::fs::write(local.join("Maps/deck.ut2"), b"edit 2").unwrap();
+        install(&s.games, &ut, &s.store, &guard).unwrap();
+        assert_eq!(
+            std::fs::read(s.games.join("ut2004/local.previous.2/Maps/deck.ut2")).unwrap(),
+            b"edit 2"
+        );
+        assert_eq!(
+            std::fs::read(previous.join("Maps/deck.ut2")).unwrap(),
+            b"my edit"
+        );
+        // Kept files are never part of the payload.
+        let shared: Vec<String> = payload_files(&s.games.join("ut2004"))
+            .unwrap()
+            .into_iter()
+            .map(|(rel, _)| rel.to_string())
+            .collect();
+        assert!(shared.iter().all(|p| !p.starts_with("local")), "{shared:?}");
+        std::fs::remove_dir_all(&previous).unwrap();
+        std::fs::remove_dir_all(s.games.join("ut2004/local.previous.2")).unwrap();
         uninstall(&s.games, &ut, &s.store, &guard).unwrap();
         assert!(!local.exists());
         assert!(s.games.join("ut2004/version.ini").exists());
@@ -569,5 +762,86 @@ mod tests {
         assert!(recover(&s.games, &s.store).unwrap()[0].finished);
         assert!(!places.local_trash.exists());
         assert!(s.store.intent_games().unwrap().is_empty());
+    }
+
+    /// A swap that fails after the old folder was moved aside puts it back
+    /// at once (here the staged payload is on another filesystem, so the
+    /// rename fails for real); the next try swaps in and the save is there.
+    #[test]
+    fn a_failed_swap_rolls_back_at_once_and_the_save_survives_the_next() {
+        let s = setup();
+        let ut = id("ut2004");
+        let guard = op(&s, "ut2004");
+        let places = Places::new(&s.games, &ut);
+        std::fs::create_dir_all(places.local.join("Saves")).unwrap();
+        std::fs::write(places.local.join("Saves/slot1.sav"), b"level 12").unwrap();
+        let Ok(elsewhere) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("skipped: no /dev/shm for a second filesystem");
+            return;
+        };
+        let staging = elsewhere.path().join("ut2004");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("new.pak"), b"new").unwrap();
+        let v2 = GameVersion::parse("2").unwrap();
+        let err = swap_in(&s.games, &ut, &staging, &v2, &s.store, &guard).unwrap_err();
+        assert!(matches!(err, OpError::Io { .. }), "{err}");
+        // As it was: the old payload and local/ in place, nothing aside, no
+        // intent left, the staged payload where it was.
+        assert!(places.game.join("readme.txt").exists());
+        assert_eq!(
+            std::fs::read(places.local.join("Saves/slot1.sav")).unwrap(),
+            b"level 12"
+        );
+        assert!(!places.replaced.exists());
+        assert!(s.store.intent_games().unwrap().is_empty());
+        assert!(staging.join("new.pak").exists());
+
+        // Downloaded again (staged where it belongs): swapped in, save kept.
+        let again = s.games.join(".lanspread-staging/ut2004");
+        std::fs::create_dir_all(&again).unwrap();
+        std::fs::write(again.join("new.pak"), b"new").unwrap();
+        swap_in(&s.games, &ut, &again, &v2, &s.store, &guard).unwrap();
+        assert!(places.game.join("new.pak").exists());
+        assert_eq!(
+            std::fs::read(places.local.join("Saves/slot1.sav")).unwrap(),
+            b"level 12"
+        );
+    }
+
+    /// A folder set aside by an operation that could not be rolled back
+    /// (its local/ with a save in it) is put back before the next operation
+    /// on the game, never deleted with the save.
+    #[test]
+    fn a_set_aside_local_is_put_back_before_anything_deletes_it() {
+        for aside_name in [".lanspread-replaced-ut2004", ".lanspread-removed-ut2004"] {
+            let s = setup();
+            let ut = id("ut2004");
+            let guard = op(&s, "ut2004");
+            let places = Places::new(&s.games, &ut);
+            std::fs::create_dir_all(places.local.join("Saves")).unwrap();
+            std::fs::write(places.local.join("Saves/slot1.sav"), b"level 12").unwrap();
+            // The game folder left, the new one never came.
+            rename(&places.game, &s.games.join(aside_name)).unwrap();
+            let staging = s.games.join(".lanspread-staging/ut2004");
+            std::fs::create_dir_all(&staging).unwrap();
+            std::fs::write(staging.join("new.pak"), b"new").unwrap();
+            let v2 = GameVersion::parse("2").unwrap();
+            swap_in(&s.games, &ut, &staging, &v2, &s.store, &guard).unwrap();
+            assert_eq!(
+                std::fs::read(places.local.join("Saves/slot1.sav")).unwrap(),
+                b"level 12",
+                "{aside_name}"
+            );
+            assert!(!s.games.join(aside_name).exists());
+
+            // The same with a remove that keeps local/.
+            rename(&places.game, &s.games.join(aside_name)).unwrap();
+            remove(&s.games, &ut, true, &s.store, &guard).unwrap();
+            assert_eq!(
+                std::fs::read(places.local.join("Saves/slot1.sav")).unwrap(),
+                b"level 12",
+                "{aside_name}"
+            );
+        }
     }
 }
