@@ -41,3 +41,76 @@ async fn a_shared_games_manifest_is_stable_and_cached_across_restarts() {
     let cs = scan.get(&GameId::parse("cs16").unwrap()).unwrap();
     assert_eq!(cs.payload, PayloadState::Outdated);
 }
+
+/// Disk full in the middle of a swap (a small tmpfs, root): `version.ini`
+/// cannot be written after the new payload moved in; the old copy and the
+/// save in `local/` are back in place before the error returns, and the
+/// staged payload is kept for the next try, which succeeds once there is
+/// room.
+#[tokio::test]
+async fn a_disk_full_during_the_swap_leaves_the_old_copy_and_local_intact() {
+    if !lanspread_tests::lab::root_or_skip() {
+        return;
+    }
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_path_buf());
+    let games = mount.path();
+    let game = games.join("ut2004");
+    std::fs::create_dir_all(game.join("local/Saves")).unwrap();
+    std::fs::write(game.join("old.pak"), vec![1u8; 1 << 20]).unwrap();
+    std::fs::write(game.join("version.ini"), "version=1\n").unwrap();
+    std::fs::write(game.join("local/Saves/slot1.sav"), b"level 12").unwrap();
+    let staging = games.join(".lanspread-staging/ut2004");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("new.pak"), vec![2u8; 1 << 20]).unwrap();
+    // Fill what is left, to the last page.
+    let filler = games.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[0u8; 4096]).is_ok() {}
+    }
+
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let transfers = OutboundTransfers::new();
+    let ut = GameId::parse("ut2004").unwrap();
+    let v2 = lanspread_core::GameVersion::parse("2").unwrap();
+    let guard = transfers.begin_operation(&ut).await.unwrap();
+    let err = lanspread_core::ops::swap_in(games, &ut, &staging, &v2, &store, &guard).unwrap_err();
+    eprintln!("the swap on a full disk: {err}");
+    assert!(err.to_string().contains("writing"), "{err}");
+    assert_eq!(
+        std::fs::read(game.join("version.ini")).unwrap(),
+        b"version=1\n"
+    );
+    assert!(game.join("old.pak").exists() && !game.join("new.pak").exists());
+    assert_eq!(
+        std::fs::read(game.join("local/Saves/slot1.sav")).unwrap(),
+        b"level 12"
+    );
+    assert!(staging.join("new.pak").exists());
+    assert!(!games.join(".lanspread-replaced-ut2004").exists());
+    assert!(store.intent_games().unwrap().is_empty());
+
+    // Room again: the next try swaps in, the save still there.
+    std::fs::remove_file(&filler).unwrap();
+    lanspread_core::ops::swap_in(games, &ut, &staging, &v2, &store, &guard).unwrap();
+    assert!(game.join("new.pak").exists() && !game.join("old.pak").exists());
+    assert_eq!(
+        std::fs::read(game.join("local/Saves/slot1.sav")).unwrap(),
+        b"level 12"
+    );
+}
