@@ -56,6 +56,22 @@ pub enum UnpackError {
     Link { archive: String, entry: String },
     #[error("{archive}: {message}")]
     Corrupt { archive: String, message: String },
+    #[error("{archive} unpacks to more than {limit} bytes ({why}); nothing was installed")]
+    TooLarge {
+        archive: String,
+        limit: u64,
+        why: &'static str,
+    },
+    #[error("{archive}: more than {MAX_ENTRIES} entries in all; nothing was installed")]
+    TooManyEntries { archive: String },
+    #[error(
+        "installing needs {need} bytes but {dir} has {available} free (keeping {SPACE_MARGIN_BYTES} spare); nothing was installed"
+    )]
+    NoSpace {
+        dir: String,
+        need: u64,
+        available: u64,
+    },
     #[error("writing {path}: {source}")]
     Io {
         path: String,
@@ -90,16 +106,98 @@ fn entry_path(archive: &Path, raw: &str) -> Result<Option<RelPath>, UnpackError>
         })
 }
 
-fn write_entry(target: &Path, rel: &RelPath, reader: &mut dyn Read) -> Result<u64, UnpackError> {
+/// Most bytes an archive may unpack to per byte of its own size: game
+/// archives compress a few times; a zip bomb a thousand.
+pub const MAX_UNPACK_RATIO: u64 = 250;
+/// Most entries all archives of one install may hold.
+pub const MAX_ENTRIES: u64 = 1_000_000;
+/// Space an install leaves free on the disk.
+pub const SPACE_MARGIN_BYTES: u64 = 64 << 20;
+
+/// What an install may still write: bytes on the disk, bytes for the
+/// archive being unpacked (by its compression ratio), entries.
+#[derive(Debug)]
+pub struct Budget {
+    bytes: u64,
+    entries: u64,
+    archive: u64,
+    name: String,
+}
+
+impl Budget {
+    /// All that `target`'s disk has free, less the margin.
+    pub fn for_target(target: &Path) -> Self {
+        let free = fs4::available_space(target).unwrap_or(u64::MAX);
+        Self {
+            bytes: free.saturating_sub(SPACE_MARGIN_BYTES),
+            entries: MAX_ENTRIES,
+            archive: u64::MAX,
+            name: String::new(),
+        }
+    }
+
+    /// Starts on the archive at `source` of `len` bytes.
+    fn begin_archive(&mut self, source: &Path, len: u64) {
+        self.archive = len.max(1 << 20).saturating_mul(MAX_UNPACK_RATIO);
+        self.name = source.display().to_string();
+    }
+
+    fn entry(&mut self) -> Result<(), UnpackError> {
+        self.entries = self
+            .entries
+            .checked_sub(1)
+            .ok_or_else(|| UnpackError::TooManyEntries {
+                archive: self.name.clone(),
+            })?;
+        Ok(())
+    }
+
+    fn take(&mut self, written: u64) {
+        self.bytes = self.bytes.saturating_sub(written);
+        self.archive = self.archive.saturating_sub(written);
+    }
+
+    fn too_large(&self) -> UnpackError {
+        if self.archive <= self.bytes {
+            UnpackError::TooLarge {
+                archive: self.name.clone(),
+                limit: self.archive,
+                why: "over 250 times its own size: a zip bomb?",
+            }
+        } else {
+            UnpackError::TooLarge {
+                archive: self.name.clone(),
+                limit: self.bytes,
+                why: "more than the disk has free",
+            }
+        }
+    }
+}
+
+fn write_entry(
+    target: &Path,
+    rel: &RelPath,
+    reader: &mut dyn Read,
+    budget: &mut Budget,
+) -> Result<u64, UnpackError> {
+    budget.entry()?;
     let path = rel.join_to(target);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
     let mut file = File::create(&path).map_err(io_err(&path))?;
-    std::io::copy(reader, &mut file).map_err(io_err(&path))
+    let allowed = budget.bytes.min(budget.archive);
+    let written = std::io::copy(&mut reader.take(allowed.saturating_add(1)), &mut file)
+        .map_err(io_err(&path))?;
+    if written > allowed {
+        return Err(budget.too_large());
+    }
+    budget.take(written);
+    Ok(written)
 }
 
-fn make_dir(target: &Path, rel: &RelPath) -> Result<(), UnpackError> {
+fn make_dir(target: &Path, rel: &RelPath, budget: &mut Budget) -> Result<(), UnpackError> {
+    budget.entry()?;
     let path = rel.join_to(target);
     std::fs::create_dir_all(&path).map_err(io_err(&path))
 }
@@ -107,6 +205,16 @@ fn make_dir(target: &Path, rel: &RelPath) -> Result<(), UnpackError> {
 /// Unpacks (or copies) one payload file into `target`. `name` is the file's
 /// path relative to the payload root, used to place plain files.
 pub fn unpack_into(source: &Path, name: &RelPath, target: &Path) -> Result<u64, UnpackError> {
+    unpack_within(source, name, target, &mut Budget::for_target(target))
+}
+
+fn unpack_within(
+    source: &Path,
+    name: &RelPath,
+    target: &Path,
+    budget: &mut Budget,
+) -> Result<u64, UnpackError> {
+    budget.begin_archive(source, std::fs::metadata(source).map_or(0, |m| m.len()));
     let corrupt = |message: String| UnpackError::Corrupt {
         archive: source.display().to_string(),
         message,
@@ -114,7 +222,8 @@ pub fn unpack_into(source: &Path, name: &RelPath, target: &Path) -> Result<u64, 
     match PayloadKind::of(name.as_str()) {
         PayloadKind::Plain => {
             let mut file = File::open(source).map_err(io_err(source))?;
-            write_entry(target, name, &mut file)
+            budget.archive = u64::MAX;
+            write_entry(target, name, &mut file, budget)
         }
         PayloadKind::Zip => {
             let file = File::open(source).map_err(io_err(source))?;
@@ -136,9 +245,9 @@ pub fn unpack_into(source: &Path, name: &RelPath, target: &Path) -> Result<u64, 
                     });
                 }
                 if entry.is_dir() {
-                    make_dir(target, &rel)?;
+                    make_dir(target, &rel, budget)?;
                 } else {
-                    written += write_entry(target, &rel, &mut entry)?;
+                    written += write_entry(target, &rel, &mut entry, budget)?;
                 }
             }
             Ok(written)
@@ -156,8 +265,10 @@ pub fn unpack_into(source: &Path, name: &RelPath, target: &Path) -> Result<u64, 
                 .for_each_entries(|entry, reader| {
                     let result = entry_path(source, entry.name()).and_then(|rel| match rel {
                         None => Ok(0),
-                        Some(rel) if entry.is_directory() => make_dir(target, &rel).map(|()| 0),
-                        Some(rel) => write_entry(target, &rel, reader),
+                        Some(rel) if entry.is_directory() => {
+                            make_dir(target, &rel, budget).map(|()| 0)
+                        }
+                        Some(rel) => write_entry(target, &rel, reader, budget),
                     });
                     match result {
                         Ok(bytes) => {
@@ -176,25 +287,39 @@ pub fn unpack_into(source: &Path, name: &RelPath, target: &Path) -> Result<u64, 
                 None => Ok(written),
             }
         }
-        PayloadKind::Tar => unpack_tar(source, File::open(source).map_err(io_err(source))?, target),
+        PayloadKind::Tar => {
+            // A plain tar does not compress: its size bounds its content.
+            unpack_tar(
+                source,
+                File::open(source).map_err(io_err(source))?,
+                target,
+                budget,
+            )
+        }
         PayloadKind::TarGz => {
             let file = File::open(source).map_err(io_err(source))?;
             unpack_tar(
                 source,
                 flate2::read::GzDecoder::new(BufReader::new(file)),
                 target,
+                budget,
             )
         }
         PayloadKind::TarZst => {
             let file = File::open(source).map_err(io_err(source))?;
             let decoder = ruzstd::decoding::StreamingDecoder::new(BufReader::new(file))
                 .map_err(|e| corrupt(e.to_string()))?;
-            unpack_tar(source, decoder, target)
+            unpack_tar(source, decoder, target, budget)
         }
     }
 }
 
-fn unpack_tar(source: &Path, reader: impl Read, target: &Path) -> Result<u64, UnpackError> {
+fn unpack_tar(
+    source: &Path,
+    reader: impl Read,
+    target: &Path,
+    budget: &mut Budget,
+) -> Result<u64, UnpackError> {
     let corrupt = |message: String| UnpackError::Corrupt {
         archive: source.display().to_string(),
         message,
@@ -215,9 +340,9 @@ fn unpack_tar(source: &Path, reader: impl Read, target: &Path) -> Result<u64, Un
             continue;
         };
         if kind.is_dir() {
-            make_dir(target, &rel)?;
+            make_dir(target, &rel, budget)?;
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            written += write_entry(target, &rel, &mut entry)?;
+            written += write_entry(target, &rel, &mut entry, budget)?;
         } else if kind.is_symlink() || kind.is_hard_link() {
             return Err(UnpackError::Link {
                 archive: source.display().to_string(),
@@ -230,18 +355,89 @@ fn unpack_tar(source: &Path, reader: impl Read, target: &Path) -> Result<u64, Un
 }
 
 /// Unpacks every payload file of `payload_dir` (listed in `files`) into
-/// `target`, which must exist and be empty.
+/// `target`, which must exist and be empty. What the archives say they
+/// hold is checked against the free space first; while unpacking, the
+/// bytes written are bounded by the free space, by each archive's size
+/// times [`MAX_UNPACK_RATIO`], and the entries by [`MAX_ENTRIES`] (an
+/// archive may lie about its sizes).
 pub fn unpack_payload(
     payload_dir: &Path,
     files: &[RelPath],
     target: &Path,
 ) -> Result<u64, UnpackError> {
+    let mut budget = Budget::for_target(target);
+    for rel in files {
+        check_declared_ratio(&rel.join_to(payload_dir), rel)?;
+    }
+    let declared: u64 = files
+        .iter()
+        .map(|rel| declared_size(&rel.join_to(payload_dir), rel))
+        .fold(0u64, u64::saturating_add);
+    if declared > budget.bytes {
+        return Err(UnpackError::NoSpace {
+            dir: target.display().to_string(),
+            need: declared,
+            available: budget.bytes.saturating_add(SPACE_MARGIN_BYTES),
+        });
+    }
     let mut total = 0;
     for rel in files {
         let source: PathBuf = rel.join_to(payload_dir);
-        total += unpack_into(&source, rel, target)?;
+        total += unpack_within(&source, rel, target, &mut budget)?;
     }
     Ok(total)
+}
+
+/// Refuses, before anything is written, an archive whose index says it
+/// unpacks to more than its size allows.
+fn check_declared_ratio(source: &Path, name: &RelPath) -> Result<(), UnpackError> {
+    if PayloadKind::of(name.as_str()) == PayloadKind::Plain {
+        return Ok(());
+    }
+    let len = std::fs::metadata(source).map_or(0, |m| m.len());
+    let limit = len.max(1 << 20).saturating_mul(MAX_UNPACK_RATIO);
+    if declared_size(source, name) > limit {
+        return Err(UnpackError::TooLarge {
+            archive: source.display().to_string(),
+            limit,
+            why: "over 250 times its own size: a zip bomb?",
+        });
+    }
+    Ok(())
+}
+
+/// What a payload file says it unpacks to: the sizes in a zip's or 7z's
+/// index, a file's own size otherwise (a compressed tar says nothing up
+/// front; the budget bounds it while unpacking).
+fn declared_size(source: &Path, name: &RelPath) -> u64 {
+    let own = std::fs::metadata(source).map_or(0, |m| m.len());
+    match PayloadKind::of(name.as_str()) {
+        PayloadKind::Zip => File::open(source)
+            .ok()
+            .and_then(|f| zip::ZipArchive::new(BufReader::new(f)).ok())
+            .map_or(own, |mut archive| {
+                (0..archive.len())
+                    .filter_map(|i| archive.by_index_raw(i).ok().map(|e| e.size()))
+                    .fold(0u64, u64::saturating_add)
+            }),
+        PayloadKind::SevenZip => File::open(source)
+            .ok()
+            .and_then(|f| {
+                sevenz_rust2::Archive::read(
+                    &mut BufReader::new(f),
+                    &sevenz_rust2::Password::empty(),
+                )
+                .ok()
+            })
+            .map_or(own, |archive| {
+                archive
+                    .files
+                    .iter()
+                    .map(|e| e.size())
+                    .fold(0u64, u64::saturating_add)
+            }),
+        _ => own,
+    }
 }
 
 #[cfg(test)]

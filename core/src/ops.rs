@@ -844,4 +844,56 @@ mod tests {
             );
         }
     }
+
+    /// Archives that unpack to far more than their size are refused, by
+    /// what their index says (a zip) or while unpacking (a tar.gz says
+    /// nothing up front), and nothing is left behind.
+    #[test]
+    fn a_zip_bomb_is_refused_and_nothing_is_left() {
+        use std::io::{Read, Write};
+        let zeros = 300u64 << 20;
+        let zip_bomb = |path: &Path| {
+            let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .large_file(true);
+            zip.start_file("zeros.bin", options).unwrap();
+            std::io::copy(&mut std::io::repeat(0).take(zeros), &mut zip).unwrap();
+            zip.finish().unwrap();
+        };
+        let tar_bomb = |path: &Path| {
+            let gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(path).unwrap(),
+                flate2::Compression::best(),
+            );
+            let mut tar = tar::Builder::new(gz);
+            let mut header = tar::Header::new_gnu();
+            header.set_size(zeros);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, "zeros.bin", std::io::repeat(0).take(zeros))
+                .unwrap();
+            tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+        };
+        for (name, make) in [
+            ("bomb.zip", &zip_bomb as &dyn Fn(&Path)),
+            ("bomb.tar.gz", &tar_bomb),
+        ] {
+            let s = setup();
+            let game = s.games.join("ut2004");
+            make(&game.join(name));
+            let archive_len = std::fs::metadata(game.join(name)).unwrap().len();
+            assert!(archive_len < 2 << 20, "{name}: {archive_len} bytes");
+            let guard = op(&s, "ut2004");
+            let err = install(&s.games, &id("ut2004"), &s.store, &guard).unwrap_err();
+            assert!(
+                matches!(err, OpError::Unpack(UnpackError::TooLarge { .. })),
+                "{name}: {err}"
+            );
+            assert!(err.to_string().contains("zip bomb"), "{err}");
+            assert!(!game.join("local").exists());
+            assert!(!game.join(".lanspread-install").exists());
+            assert!(s.store.intent_games().unwrap().is_empty());
+        }
+    }
 }

@@ -114,3 +114,56 @@ async fn a_disk_full_during_the_swap_leaves_the_old_copy_and_local_intact() {
         b"level 12"
     );
 }
+
+/// An install whose archives say they hold more than the disk has free is
+/// refused before anything is written (a small tmpfs, root).
+#[tokio::test]
+async fn an_install_that_does_not_fit_is_refused_before_writing() {
+    if !lanspread_tests::lab::root_or_skip() {
+        return;
+    }
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=100m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.path().to_path_buf());
+    let game = mount.path().join("ut2004");
+    std::fs::create_dir_all(&game).unwrap();
+    {
+        // 10 MiB stored (not compressed): not a bomb, just too big.
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(game.join("game.zip")).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("data.bin", options).unwrap();
+        std::io::Write::write_all(&mut zip, &vec![7u8; 10 << 20]).unwrap();
+        zip.finish().unwrap();
+    }
+    std::fs::write(game.join("version.ini"), "version=1\n").unwrap();
+    // 70 MiB free: less than the 64 MiB margin plus 10 MiB.
+    std::fs::write(mount.path().join("filler"), vec![0u8; 0]).unwrap();
+    let free = fs4::available_space(mount.path()).unwrap();
+    std::fs::write(
+        mount.path().join("filler"),
+        vec![0u8; (free - (70 << 20)) as usize],
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let transfers = OutboundTransfers::new();
+    let ut = GameId::parse("ut2004").unwrap();
+    let guard = transfers.begin_operation(&ut).await.unwrap();
+    let err = lanspread_core::ops::install(mount.path(), &ut, &store, &guard).unwrap_err();
+    eprintln!("{err}");
+    assert!(err.to_string().contains("free"), "{err}");
+    assert!(!game.join("local").exists());
+    assert!(!game.join(".lanspread-install").exists());
+}
