@@ -121,12 +121,12 @@ pub fn show(
 pub fn consequence(kind: Confirm, game: &GameView) -> String {
     match kind {
         Confirm::Update => format!(
-            "{} will be downloaded at version {} from the PCs that have it, then swapped in for version {}.{}",
+            "{} will be downloaded at version {} from the PCs that have it (what version {} already holds is reused, not downloaded), then swapped in.{}",
             game.title,
             game.catalog_version,
             game.local_version.as_deref().unwrap_or("?"),
             if game.installed {
-                " The installed game is reinstalled afterwards."
+                " The installed game (its local folder) is then replaced by a fresh install: your saves and other files it does not ship are carried over, and your versions of files it replaces are kept in local.previous."
             } else {
                 ""
             }
