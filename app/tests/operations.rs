@@ -359,15 +359,7 @@ fn a_game_that_does_not_fit_is_refused_before_anything_is_written() {
 /// flight are fetched twice).
 #[test]
 fn a_killed_update_resumes_without_copying_or_fetching_twice() {
-    let embedded = catalog();
-    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
-        &format!(
-            "version: \"{}\"",
-            embedded.get_str("ut2004").unwrap().version
-        ),
-        "version: \"2\"",
-        1,
-    );
+    let text = lanspread_tests::catalog_text_with_ut_version("2");
     let catalog_dir = tempfile::tempdir().unwrap();
     let catalog_file = catalog_dir.path().join("party.ron");
     std::fs::write(&catalog_file, text).unwrap();

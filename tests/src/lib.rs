@@ -188,6 +188,62 @@ impl TestPeer {
     }
 }
 
+/// The embedded catalog's text with `ut2004` at `version` (an organiser's
+/// catalog that moved the game on).
+pub fn catalog_text_with_ut_version(version: &str) -> String {
+    let embedded = GameCatalog::embedded().expect("the embedded catalog");
+    let current = &embedded
+        .get_str("ut2004")
+        .expect("ut2004 in the catalog")
+        .version;
+    lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        &format!("version: \"{current}\""),
+        &format!("version: \"{version}\""),
+        1,
+    )
+}
+
+impl GamesFolder {
+    /// Version 1 of a patched game (`ut2004`, 252 MiB): a 136 MiB archive,
+    /// ten files of 2 MiB, ten of 10 MiB and fifty small maps.
+    pub fn add_patch_version_1(&self) -> &Self {
+        let mut files: Vec<(String, usize)> = vec![("Paks/big.pak".into(), 136 << 20)];
+        files.extend((0..10).map(|i| (format!("Paks/p{i:02}.pak"), 2 << 20)));
+        files.extend((10..20).map(|i| (format!("Paks/p{i:02}.pak"), 10 << 20)));
+        files.extend((0..50).map(|i| (format!("Maps/m{i:02}.map"), 40_000 + i * 997)));
+        let files: Vec<(&str, usize)> = files.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+        self.add_payload("ut2004", &files, 1)
+            .write_version("ut2004", "1")
+    }
+
+    /// Version 2 of the patched game, as a realistic patch makes it from
+    /// version 1: three files replaced, one added, one removed, 1 MiB
+    /// inserted in the middle of the big archive, the rest identical.
+    pub fn add_patch_version_2(&self) -> &Self {
+        self.add_patch_version_1();
+        let dir = self.game_dir("ut2004");
+        let big = dir.join("Paks/big.pak");
+        let old = std::fs::read(&big).expect("the big archive");
+        let middle = old.len() / 2 + 12_345;
+        let mut new = old[..middle].to_vec();
+        new.extend((0..1usize << 20).map(|i| 0x5a ^ (i * 31 % 251) as u8));
+        new.extend_from_slice(&old[middle..]);
+        std::fs::write(&big, new).expect("the patched archive");
+        self.add_payload(
+            "ut2004",
+            &[
+                ("Paks/p00.pak", 2 << 20),
+                ("Paks/p01.pak", 2 << 20),
+                ("Maps/m07.map", 40_000 + 7 * 997),
+                ("Paks/new.pak", 2 << 20),
+            ],
+            2,
+        );
+        std::fs::remove_file(dir.join("Paks/p19.pak")).expect("a file the patch removes");
+        self.write_version("ut2004", "2")
+    }
+}
+
 /// Flips every 4096th byte of the file at `path`, keeping its size: a
 /// tampered copy whose manifest disagrees with the honest one.
 pub fn tamper_with(path: &Path) {

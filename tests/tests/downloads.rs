@@ -262,23 +262,10 @@ fn a_seeder_lying_only_in_chunk_data_is_dropped_on_the_first_bad_chunk() {
     assert_eq!(liar.bytes, 0, "no byte of the liar was kept");
 }
 
-/// The catalog text with ut2004 at another version.
-fn catalog_with_ut_version(version: &str) -> String {
-    let catalog = catalog();
-    lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
-        &format!(
-            "version: \"{}\"",
-            catalog.get_str("ut2004").unwrap().version
-        ),
-        &format!("version: \"{version}\""),
-        1,
-    )
-}
-
 #[test]
 fn a_newer_catalog_stops_uploads_at_once_and_update_swaps_after_zero() {
     let old_catalog = catalog();
-    let newer_text = catalog_with_ut_version("20991231");
+    let newer_text = lanspread_tests::catalog_text_with_ut_version("20991231");
     let newer = GameCatalog::parse(&newer_text, "newer.ron").unwrap();
     let catalog_dir = tempfile::tempdir().unwrap();
     let newer_file = catalog_dir.path().join("newer.ron");

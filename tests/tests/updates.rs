@@ -9,67 +9,13 @@ use std::time::Duration;
 use lanspread_core::{GameCatalog, GameId};
 use lanspread_net::Command;
 use lanspread_net::download::{DownloadReport, Phase};
-use lanspread_tests::{GamesFolder, TestPeer, tree_hashes};
+use lanspread_tests::{GamesFolder, TestPeer, catalog_text_with_ut_version, tree_hashes};
 
 const MIB: usize = 1024 * 1024;
 
-/// The embedded catalog's text with ut2004 at `version`.
-fn catalog_text(version: &str) -> String {
-    let embedded = GameCatalog::embedded().unwrap();
-    lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
-        &format!(
-            "version: \"{}\"",
-            embedded.get_str("ut2004").unwrap().version
-        ),
-        &format!("version: \"{version}\""),
-        1,
-    )
-}
-
 /// The embedded catalog with ut2004 at `version`.
 fn catalog_at(version: &str) -> GameCatalog {
-    GameCatalog::parse(&catalog_text(version), "test.ron").unwrap()
-}
-
-/// Version 1: a 136 MiB archive, ten of 2 MiB, ten of 10 MiB, small files.
-fn version_1(folder: &GamesFolder) {
-    let mut files: Vec<(String, usize)> = vec![("Paks/big.pak".into(), 136 * MIB)];
-    files.extend((0..10).map(|i| (format!("Paks/p{i:02}.pak"), 2 * MIB)));
-    files.extend((10..20).map(|i| (format!("Paks/p{i:02}.pak"), 10 * MIB)));
-    files.extend((0..50).map(|i| (format!("Maps/m{i:02}.map"), 40_000 + i * 997)));
-    let files: Vec<(&str, usize)> = files.iter().map(|(n, l)| (n.as_str(), *l)).collect();
-    folder.add_payload("ut2004", &files, 1);
-    folder.write_version("ut2004", "1");
-}
-
-/// Version 2 from version 1: three files replaced, one added, one removed,
-/// 1 MiB inserted in the middle of the big archive.
-fn version_2(folder: &GamesFolder) {
-    version_1(folder);
-    let dir = folder.game_dir("ut2004");
-    let big = dir.join("Paks/big.pak");
-    let old = std::fs::read(&big).unwrap();
-    let middle = old.len() / 2 + 12_345;
-    let mut new = old[..middle].to_vec();
-    new.extend(
-        std::iter::repeat_n(0x5a_u8, MIB)
-            .enumerate()
-            .map(|(i, b)| b ^ (i * 31 % 251) as u8),
-    );
-    new.extend_from_slice(&old[middle..]);
-    std::fs::write(&big, new).unwrap();
-    folder.add_payload(
-        "ut2004",
-        &[
-            ("Paks/p00.pak", 2 * MIB),
-            ("Paks/p01.pak", 2 * MIB),
-            ("Maps/m07.map", 40_000 + 7 * 997),
-            ("Paks/new.pak", 2 * MIB),
-        ],
-        2,
-    );
-    std::fs::remove_file(dir.join("Paks/p19.pak")).unwrap();
-    folder.write_version("ut2004", "2");
+    GameCatalog::parse(&catalog_text_with_ut_version(version), "test.ron").unwrap()
 }
 
 /// The payload of a game folder (without `local/`).
@@ -101,7 +47,7 @@ fn seeders(folder: &GamesFolder, catalog: &GameCatalog) -> Vec<TestPeer> {
 /// loaded; it then sees both seeders.
 fn outdated_pc(seeders: &[TestPeer], meanwhile: impl FnOnce(&Path)) -> (GamesFolder, TestPeer) {
     let folder = GamesFolder::new();
-    version_1(&folder);
+    folder.add_patch_version_1();
     folder.add_local("ut2004");
     std::fs::write(
         folder.game_dir("ut2004").join("local/save.dat"),
@@ -118,7 +64,7 @@ fn outdated_pc(seeders: &[TestPeer], meanwhile: impl FnOnce(&Path)) -> (GamesFol
     meanwhile(&folder.game_dir("ut2004"));
     let catalog_dir = tempfile::tempdir().unwrap();
     let file = catalog_dir.path().join("party.ron");
-    std::fs::write(&file, catalog_text("2")).unwrap();
+    std::fs::write(&file, catalog_text_with_ut_version("2")).unwrap();
     peer.ask(|reply| Command::LoadCatalog {
         path: file.clone(),
         reply,
@@ -153,7 +99,7 @@ fn update(pc: &TestPeer) -> DownloadReport {
 fn an_update_fetches_what_changed_and_reuses_the_rest() {
     let catalog = catalog_at("2");
     let new = GamesFolder::new();
-    version_2(&new);
+    new.add_patch_version_2();
     let seeders = seeders(&new, &catalog);
     let (old, pc) = outdated_pc(&seeders, |_| {});
     let old_payload = payload(&old.game_dir("ut2004"));
@@ -204,7 +150,7 @@ fn an_update_fetches_what_changed_and_reuses_the_rest() {
 fn a_corrupted_chunk_of_the_old_copy_is_fetched_not_copied() {
     let catalog = catalog_at("2");
     let new = GamesFolder::new();
-    version_2(&new);
+    new.add_patch_version_2();
     let seeders = seeders(&new, &catalog);
     let (clean, clean_pc) = outdated_pc(&seeders, |_| {});
     // One byte of an unchanged 10 MiB file flips after version 1 was

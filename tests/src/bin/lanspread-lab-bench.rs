@@ -405,6 +405,127 @@ fn run_party(downloaders: usize, runs: usize) -> PartyOutcome {
     }
 }
 
+/// What the update case measured, medians over the runs.
+struct UpdateOutcome {
+    full_secs: f64,
+    full_mib: f64,
+    update_secs: f64,
+    update_mib: f64,
+    reused_mib: f64,
+}
+
+/// The update case (6): version 1 of a 252 MiB game on the downloader,
+/// version 2 (a realistic patch) on one seeder, both on 100 Mbit links,
+/// the organiser's catalog at version 2; `get` as an update beside `get`
+/// of the whole version 2 into an empty folder.
+fn run_update(runs: usize) -> UpdateOutcome {
+    let mut lab = Lab::new(2).expect("the lab needs root");
+    let root = tempfile::tempdir().unwrap();
+    let catalog = root.path().join("party.ron");
+    std::fs::write(&catalog, lanspread_tests::catalog_text_with_ut_version("2")).unwrap();
+    let catalog = catalog.to_str().unwrap().to_owned();
+    let new = GamesFolder::new();
+    new.add_patch_version_2();
+    let old = GamesFolder::new();
+    old.add_patch_version_1();
+    lab.shape(0, 100).unwrap();
+    lab.shape(1, 100).unwrap();
+    let mut seeder = serve_command(&lab, 0, &root.path().join("s-data"), new.path());
+    seeder.arg("--catalog").arg(&catalog).stderr(Stdio::null());
+    lab.spawn(seeder).unwrap();
+    let data = root.path().join("d-data");
+    let games = root.path().join("d");
+    std::fs::create_dir_all(&games).unwrap();
+    let mut serve = serve_command(&lab, 1, &data, &games);
+    serve
+        .arg("--catalog")
+        .arg(&catalog)
+        .arg("--peer")
+        .arg(format!("{}:4747", lab.hosts[0].ip))
+        .stderr(Stdio::null());
+    lab.spawn(serve).unwrap();
+    let started = Instant::now();
+    loop {
+        let out = run(&lab, 1, &data, &["status", "--json"]);
+        if out.status.success() {
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if status["peers"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["games"] == 1))
+            {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "seeder never ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Version 1 in place: hard links of the same files (only read until
+    // the swap moves the folder away).
+    let place_version_1 = || {
+        let from = old.game_dir("ut2004");
+        for entry in walk(&from) {
+            let rel = entry.strip_prefix(&from).unwrap();
+            let to = games.join("ut2004").join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::hard_link(&entry, &to).unwrap();
+        }
+    };
+    let get = || -> serde_json::Value {
+        let out = run(
+            &lab,
+            1,
+            &data,
+            &["get", "ut2004", "--json", "--catalog", &catalog],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    };
+    let mib = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap() / f64::from(1 << 20);
+    let (mut full_secs, mut full_mib) = (Vec::new(), Vec::new());
+    let (mut update_secs, mut update_mib, mut reused_mib) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(games.join("ut2004"));
+        let full = get();
+        full_secs.push(full["seconds"].as_f64().unwrap());
+        full_mib.push(mib(&full, "bytes"));
+        std::fs::remove_dir_all(games.join("ut2004")).unwrap();
+        place_version_1();
+        let update = get();
+        update_secs.push(update["seconds"].as_f64().unwrap());
+        update_mib.push(mib(&update, "bytes"));
+        reused_mib.push(mib(&update, "reused_bytes"));
+    }
+    UpdateOutcome {
+        full_secs: median(&mut full_secs),
+        full_mib: median(&mut full_mib),
+        update_secs: median(&mut update_secs),
+        update_mib: median(&mut update_mib),
+        reused_mib: median(&mut reused_mib),
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn main() {
     let runs = std::env::var("LANSPREAD_BENCH_RUNS")
         .ok()
@@ -501,6 +622,21 @@ fn main() {
             party.last_secs / party.alone_secs,
             party.seeder_share,
             party.from_partials_mib
+        );
+    }
+    // The update: case 6.
+    if only.as_ref().is_none_or(|only| only.contains(&6)) {
+        let update = run_update(runs);
+        println!();
+        println!(
+            "update, 252 MiB game, 100 Mbit: full download {:.1} s ({:.0} MiB); update {:.1} s ({:.1} MiB fetched, {:.0} MiB reused): {:.1} % of the bytes, {:.2}x faster",
+            update.full_secs,
+            update.full_mib,
+            update.update_secs,
+            update.update_mib,
+            update.reused_mib,
+            update.update_mib / update.full_mib * 100.0,
+            update.full_secs / update.update_secs
         );
     }
 }
