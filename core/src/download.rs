@@ -41,7 +41,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Blake3Hash, CDC_MAX_BYTES, Manifest};
+use crate::manifest::{Blake3Hash, CDC_MAX_BYTES, CDC_MIN_BYTES, Manifest};
 
 /// Most requests in flight for one chunk at a time (the original and one
 /// stolen copy).
@@ -81,9 +81,11 @@ pub const LOST_GRACE: Duration = Duration::from_secs(3);
 pub const STOPPED_GRACE: Duration = Duration::from_secs(20);
 
 /// A piece's bytes are at least this many unless the manifest ends: small
-/// files travel together, so a game of 50,000 files of 4 KiB is about 200
-/// requests, not 50,000 round trips.
-pub const PIECE_FILL_BYTES: u64 = 1 << 20;
+/// files travel together, so a game of 50,000 files of 4 KiB is about 260
+/// requests, not 50,000 round trips. A chunk of a big file (at least this
+/// long) is a piece of its own, so requests stay about 1 MiB and a
+/// download's memory (requests in flight per peer) stays small.
+pub const PIECE_FILL_BYTES: u64 = CDC_MIN_BYTES as u64;
 /// No piece is longer (the longest chunk).
 pub const MAX_PIECE_BYTES: u64 = CDC_MAX_BYTES as u64;
 /// Most chunks (each a byte range of one file) in one piece.

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 
 /// Most handles one set keeps open.
 pub const MAX_OPEN_FILES: usize = 64;
+/// Threads syncing written files at once.
+const SYNC_THREADS: usize = 16;
 
 /// The files of one folder, by index, opened on demand.
 #[derive(Debug)]
@@ -104,19 +106,49 @@ impl OpenFiles {
         crate::platform::read_exact_at(&file, buffer, offset)
     }
 
-    /// Syncs the files written since the last call to the disk. A file
-    /// whose handle was closed meanwhile is opened again: a sync flushes
-    /// the file, whichever handle wrote it.
+    /// Syncs the files written since the last call to the disk, several
+    /// at once (the filesystem commits concurrent syncs together: a game
+    /// of many small files is not one disk flush per file in a row). A
+    /// file whose handle was closed meanwhile is opened again: a sync
+    /// flushes the file, whichever handle wrote it.
     pub fn sync_written(&self) -> std::io::Result<()> {
-        let written = std::mem::take(&mut self.state().written);
-        for (done, index) in written.iter().enumerate() {
-            if let Err(err) = self.get(*index).and_then(|file| file.sync_data()) {
+        let written: Vec<usize> = std::mem::take(&mut self.state().written)
+            .into_iter()
+            .collect();
+        let per_thread = written.len().div_ceil(SYNC_THREADS).max(1);
+        let failed: Vec<(usize, std::io::Error)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = written
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .filter_map(|index| {
+                                self.sync_one(*index).err().map(|err| (*index, err))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().unwrap_or_default())
+                .collect()
+        });
+        let mut errors = failed.into_iter();
+        match errors.next() {
+            None => Ok(()),
+            Some((first, err)) => {
                 // Not synced: they stay for the next flush.
-                self.state().written.extend(written.iter().skip(done));
-                return Err(err);
+                let mut state = self.state();
+                state.written.insert(first);
+                state.written.extend(errors.map(|(index, _)| index));
+                Err(err)
             }
         }
-        Ok(())
+    }
+
+    fn sync_one(&self, index: usize) -> std::io::Result<()> {
+        self.get(index)?.sync_data()
     }
 
     /// Closes every handle this set holds (before the folder is moved).

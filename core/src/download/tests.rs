@@ -709,9 +709,8 @@ fn small_files_share_pieces_and_big_chunks_stand_alone() {
     manifest.validate().unwrap();
     let plan = PiecePlan::new(&manifest);
     assert_eq!(plan.chunks.len(), 603);
-    // 256 small files per piece (the chunk limit), then the rest with the
-    // archive's first chunk (1 MiB fills it), its second alone (a piece
-    // that would pass 4 MiB closes), its 5-byte tail alone.
+    // 192 small files per piece (768 KiB fills it), then the rest with
+    // the archive's first chunk, its second alone, its 5-byte tail alone.
     let lens: Vec<(usize, u64)> = plan
         .pieces
         .iter()
@@ -720,9 +719,10 @@ fn small_files_share_pieces_and_big_chunks_stand_alone() {
     assert_eq!(
         lens,
         [
-            (256, 256 * 4096),
-            (256, 256 * 4096),
-            (89, 88 * 4096 + (1 << 20)),
+            (192, 192 * 4096),
+            (192, 192 * 4096),
+            (192, 192 * 4096),
+            (25, 24 * 4096 + (1 << 20)),
             (1, 3 << 20),
             (1, 5)
         ]
@@ -739,9 +739,24 @@ fn small_files_share_pieces_and_big_chunks_stand_alone() {
         assert!(piece.len <= MAX_PIECE_BYTES);
     }
     assert_eq!(next, plan.chunks.len());
-    assert_eq!(plan.ranges(0).len(), 256);
-    assert_eq!(plan.ranges(2).last().unwrap().len, 1 << 20);
-    assert_eq!(plan.pieces_of_range(600, 0, 4 << 20), [2, 3]);
-    assert_eq!(plan.pieces_of_range(600, (4 << 20) + 1, 4), [4]);
+    assert_eq!(plan.ranges(0).len(), 192);
+    assert_eq!(plan.ranges(3).last().unwrap().len, 1 << 20);
+    assert_eq!(plan.pieces_of_range(600, 0, 4 << 20), [3, 4]);
+    assert_eq!(plan.pieces_of_range(600, (4 << 20) + 1, 4), [5]);
+    // The chunk limit: 1,000 files of 1 byte are four pieces.
+    let tiny = Manifest {
+        game: crate::GameId::parse("ut2004").unwrap(),
+        version: crate::GameVersion::parse("1").unwrap(),
+        files: (0..1000)
+            .map(|i| chunked(format!("t/{i:04}"), &[1]))
+            .collect(),
+    };
+    let plan = PiecePlan::new(&tiny);
+    assert_eq!(plan.len(), 4);
+    assert!(
+        plan.pieces
+            .iter()
+            .all(|p| p.chunks.len() <= MAX_PIECE_CHUNKS)
+    );
     assert_eq!(plan.pieces_of_range(3, 0, 1), [0]);
 }
