@@ -64,7 +64,10 @@ pub const STALL_AFTER: Duration = Duration::from_secs(10);
 /// Verified chunks waiting for the disk, at most, before no new request is
 /// made: a disk slower than the network holds the download back instead of
 /// filling memory.
-pub const MAX_QUEUED_WRITES: usize = 16;
+pub const MAX_QUEUED_WRITES: usize = 8;
+/// Bytes asked for and not yet arrived, at most, over all peers: what a
+/// download holds in memory does not grow with its number of sources.
+pub const MAX_IN_FLIGHT_BYTES: u64 = 24 << 20;
 /// How often the journal is flushed while chunks are being written.
 pub const JOURNAL_EVERY: Duration = Duration::from_secs(1);
 /// How much faster than every partial peer holding a chunk a seeder must
@@ -492,6 +495,8 @@ pub enum Delivery {
 pub struct DownloadMachine {
     lens: Vec<u64>,
     max_chunk_len: u64,
+    /// The mean chunk length, for the cap on bytes in flight.
+    mean_chunk_len: u64,
     /// Chunks verified and written (the journal's truth).
     written: HaveMap,
     /// Chunks verified (written or queued for writing).
@@ -548,6 +553,7 @@ impl DownloadMachine {
         }
         Self {
             max_chunk_len: lens.iter().copied().max().unwrap_or(1).max(1),
+            mean_chunk_len: (lens.iter().sum::<u64>() / (n as u64).max(1)).max(1),
             lens,
             verified: written.clone(),
             written,
@@ -954,7 +960,8 @@ impl DownloadMachine {
             .iter()
             .filter(|p| p.status == PeerStatus::Active)
             .collect();
-        let per_peer_max = active.len() * MAX_WINDOW;
+        let by_bytes = (MAX_IN_FLIGHT_BYTES / self.mean_chunk_len) as usize;
+        let per_peer_max = (active.len() * MAX_WINDOW).min(by_bytes.max(MIN_WINDOW));
         if active.iter().any(|p| p.rate.bytes_per_sec().is_none()) {
             return per_peer_max;
         }
