@@ -99,6 +99,9 @@ pub struct StatusReport {
     pub downloads: Vec<DownloadProgress>,
     /// Chunk transfers sent completely since start.
     pub chunks_served: u64,
+    /// A game being hashed now (a first scan), if any.
+    #[serde(default)]
+    pub hashing: Option<crate::library::HashingProgress>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +164,7 @@ impl StatusReport {
             games,
             downloads: state.downloads.values().cloned().collect(),
             chunks_served: state.chunks_served,
+            hashing: state.hashing.clone(),
         }
     }
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use lanspread_core::library::scan_library;
-use lanspread_core::manifest::{Manifest, build_manifest};
+use lanspread_core::manifest::{HashProgress, Manifest, build_manifest_reporting};
 use lanspread_core::{GameCatalog, GameId, LibraryScan, Store};
+use serde::{Deserialize, Serialize};
 
 use crate::proto::AnnouncedGame;
 use crate::swarm::PartialGame;
@@ -67,14 +68,29 @@ impl LibrarySnapshot {
     }
 }
 
+/// A game being hashed (its first scan, or files that changed), for the
+/// window and `status --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HashingProgress {
+    pub game: String,
+    /// Files and bytes to hash (not in the cache), and hashed so far.
+    pub files_total: usize,
+    pub files_done: usize,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub bytes_per_sec: f64,
+}
+
 /// Scans the games folder and builds (or takes from the cache) the manifest
 /// of every shareable game. Blocking: run it on a blocking thread.
 /// Games whose manifest cannot be built are logged and left out.
+/// `on_progress` hears how hashing goes (often, from the hashing threads).
 pub fn build_manifests(
     games_dir: &Path,
     catalog: &GameCatalog,
     store: &Store,
     previous: &BTreeMap<GameId, Arc<Manifest>>,
+    on_progress: &(dyn Fn(HashingProgress) + Sync),
 ) -> (Option<LibraryScan>, BTreeMap<GameId, Arc<Manifest>>) {
     let scan = match scan_library(games_dir, catalog) {
         Ok(scan) => scan,
@@ -86,7 +102,20 @@ pub fn build_manifests(
     let mut manifests = BTreeMap::new();
     for shared in scan.shared_games_excluding(&BTreeSet::new()) {
         let dir = lanspread_core::layout::game_dir(games_dir, &shared.id);
-        match build_manifest(&dir, &shared.id, &shared.version, store) {
+        let started = std::time::Instant::now();
+        let report = |p: HashProgress| {
+            if p.bytes_total > 0 {
+                on_progress(HashingProgress {
+                    game: shared.id.to_string(),
+                    files_total: p.files_total,
+                    files_done: p.files_done,
+                    bytes_total: p.bytes_total,
+                    bytes_done: p.bytes_done,
+                    bytes_per_sec: p.bytes_done as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                });
+            }
+        };
+        match build_manifest_reporting(&dir, &shared.id, &shared.version, store, &report) {
             Ok(build) => {
                 if build.hashed_bytes > 0 {
                     tracing::info!(game = %shared.id, bytes = build.hashed_bytes, "hashed payload");

@@ -75,6 +75,9 @@ impl LocalContext {
             Command::Update { game, reply } => {
                 let _ = reply.send(self.update(&game, events).await);
             }
+            Command::PlanUpdate { game, reply } => {
+                let _ = reply.send(self.plan_update(&game).await);
+            }
             Command::Install { game, reply } => {
                 let _ = reply.send(self.operate(&game, LocalOp::Install).await);
             }
@@ -167,6 +170,24 @@ impl LocalContext {
             }
             Err(err) => Err(err.to_string()),
         }
+    }
+
+    /// What updating `game` would download and reuse, kept in the state.
+    async fn plan_update(&self, game: &GameId) -> Result<crate::download::UpdatePlan, String> {
+        let (games_dir, store) = self.folders()?;
+        let catalog = self.catalog.get();
+        let version = catalog
+            .expected_version(game)
+            .map(ToString::to_string)
+            .ok_or_else(|| format!("{game} is not in the catalog"))?;
+        let peers = self.state.borrow().clone();
+        let plan = crate::download::plan_update(game, &games_dir, &store, &catalog, &peers)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.state.send_modify(|s| {
+            s.update_plans.insert(game.to_string(), (version, plan));
+        });
+        Ok(plan)
     }
 
     async fn update(

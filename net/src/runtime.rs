@@ -95,6 +95,11 @@ pub struct PeerState {
     /// answered with a library, not failed (a download waits for them,
     /// for a bounded time, before it votes).
     pub unanswered_typed: std::collections::BTreeSet<SocketAddr>,
+    /// A game being hashed now, if any.
+    pub hashing: Option<crate::library::HashingProgress>,
+    /// What updating a game would move, by game id, with the catalog
+    /// version it was worked out for.
+    pub update_plans: BTreeMap<String, (String, crate::download::UpdatePlan)>,
 }
 
 /// Something that happened, for logs and the GUI.
@@ -138,6 +143,12 @@ pub enum Command {
     /// Stop a running download (it resumes next time).
     CancelDownload {
         game: GameId,
+    },
+    /// Work out what updating a game would download and reuse; the answer
+    /// is also kept in [`PeerState::update_plans`] (for the Update button).
+    PlanUpdate {
+        game: GameId,
+        reply: oneshot::Sender<Result<crate::download::UpdatePlan, String>>,
     },
     /// Bring a game to the catalog's version; reinstalls if it was installed.
     Update {
@@ -685,6 +696,10 @@ struct LibraryInputs {
     partials: PartialShares,
 }
 
+/// How often a running hash is reported to the window, and logged.
+const HASHING_REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const HASHING_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Keeps the announced library current: rescans on request, on a timer, and
 /// re-announces at once when an operation starts or ends on a game.
 async fn keep_library(
@@ -708,19 +723,54 @@ async fn keep_library(
         if scan_now {
             let scan_inputs = inputs.clone();
             let previous = manifests.clone();
-            let scanned = tokio::task::spawn_blocking(move || {
+            let (progress, mut hashing) = watch::channel(None);
+            let mut scanned = tokio::task::spawn_blocking(move || {
+                let last = std::sync::Mutex::new(None::<std::time::Instant>);
+                let report = |p: crate::library::HashingProgress| {
+                    // At most four times a second, and the end of each game.
+                    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                    let done = p.files_done == p.files_total;
+                    if done || last.is_none_or(|at| at.elapsed() >= HASHING_REPORT_EVERY) {
+                        *last = Some(std::time::Instant::now());
+                        progress.send_replace(Some(p));
+                    }
+                };
                 build_manifests(
                     &scan_inputs.games_dir,
                     &scan_inputs.catalog.get(),
                     &scan_inputs.store,
                     &previous,
+                    &report,
                 )
             });
-            let scanned = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                scanned = scanned => scanned,
+            let mut logged: Option<tokio::time::Instant> = None;
+            let scanned = loop {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break None,
+                    scanned = &mut scanned => break Some(scanned),
+                    Ok(()) = hashing.changed() => {
+                        let now = hashing.borrow_and_update().clone();
+                        if let Some(p) = &now
+                            && logged.is_none_or(|at| at.elapsed() >= HASHING_LOG_EVERY)
+                        {
+                            logged = Some(tokio::time::Instant::now());
+                            tracing::info!(
+                                "hashing {}: {} of {} MiB, {} of {} files, {:.0} MiB/s",
+                                p.game,
+                                p.bytes_done >> 20,
+                                p.bytes_total >> 20,
+                                p.files_done,
+                                p.files_total,
+                                p.bytes_per_sec / f64::from(1 << 20)
+                            );
+                        }
+                        state.send_modify(|s| s.hashing = now);
+                    }
+                }
             };
+            state.send_if_modified(|s| s.hashing.take().is_some());
+            let Some(scanned) = scanned else { break };
             match scanned {
                 Ok((scan, scanned)) => {
                     manifests = scanned;

@@ -754,3 +754,46 @@ fn three_hundred_connections_from_one_host_leave_room_for_the_others() {
         drop(flood);
     });
 }
+
+/// A first scan reports how far hashing is (game, files, bytes, speed)
+/// while it runs, and nothing once the game is shared.
+#[test]
+fn a_first_scan_reports_its_hashing_progress() {
+    let catalog = catalog();
+    let folder = GamesFolder::new();
+    folder
+        .add_payload(
+            "ut2004",
+            &[
+                ("a.pak", 200 << 20),
+                ("b.pak", 200 << 20),
+                ("c.pak", 200 << 20),
+            ],
+            9,
+        )
+        .write_catalog_version("ut2004", &catalog);
+    let peer = TestPeer::start(Some(folder.path()), &catalog, &[]);
+    let mut seen = Vec::new();
+    assert!(
+        peer.handle.wait_until(Duration::from_secs(60), |s| {
+            if let Some(h) = &s.hashing {
+                seen.push(h.clone());
+            }
+            !s.local_games.is_empty() && s.hashing.is_none()
+        }),
+        "the game was never shared"
+    );
+    assert!(!seen.is_empty(), "no progress was reported");
+    for progress in &seen {
+        assert_eq!(progress.game, "ut2004");
+        assert_eq!(progress.files_total, 3);
+        assert_eq!(progress.bytes_total, 600 << 20);
+        assert!(progress.bytes_done <= progress.bytes_total);
+    }
+    eprintln!(
+        "{} reports, last {:?}",
+        seen.len(),
+        seen.last()
+            .map(|p| (p.files_done, p.bytes_done, p.bytes_per_sec as u64))
+    );
+}

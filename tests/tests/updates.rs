@@ -78,9 +78,9 @@ fn outdated_pc(seeders: &[TestPeer], meanwhile: impl FnOnce(&Path)) -> (GamesFol
                 .values()
                 .filter(|p| p.games.iter().any(|g| g.id.as_str() == "ut2004"))
                 .count()
-                == 2
+                == seeders.len()
         }),
-        "the PC never saw both seeders"
+        "the PC never saw the seeders"
     );
     (folder, peer)
 }
@@ -103,6 +103,20 @@ fn an_update_fetches_what_changed_and_reuses_the_rest() {
     let seeders = seeders(&new, &catalog);
     let (old, pc) = outdated_pc(&seeders, |_| {});
     let old_payload = payload(&old.game_dir("ut2004"));
+    // What the Update button shows, worked out before anything moves.
+    let plan = pc
+        .ask(|reply| Command::PlanUpdate {
+            game: GameId::parse("ut2004").unwrap(),
+            reply,
+        })
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pc.handle.state().update_plans["ut2004"],
+        ("2".to_owned(), plan)
+    );
+    assert_eq!(payload(&old.game_dir("ut2004")), old_payload);
 
     let download = pc.ask(|reply| Command::Download {
         game: GameId::parse("ut2004").unwrap(),
@@ -143,6 +157,8 @@ fn an_update_fetches_what_changed_and_reuses_the_rest() {
         report.seconds
     );
     assert!(share <= 0.10, "{:.1} % fetched", share * 100.0);
+    assert_eq!(plan.download_bytes, report.bytes, "{plan:?}");
+    assert_eq!(plan.reused_bytes, report.reused_bytes, "{plan:?}");
     assert_eq!(report.bytes + report.reused_bytes, total);
 }
 
@@ -177,4 +193,140 @@ fn a_corrupted_chunk_of_the_old_copy_is_fetched_not_copied() {
     let extra = dirty_report.bytes - clean_report.bytes;
     eprintln!("the corrupted chunk cost {extra} more bytes fetched");
     assert!(extra > 0 && extra <= 8 * MIB as u64, "{extra}");
+}
+
+/// A PC that reused most of an update serves those pieces to the others
+/// at once: a PC without any copy, downloading the same version from a
+/// slow seeder and from it, gets most of the game from the updating PC.
+#[test]
+fn a_pc_updating_by_reuse_serves_the_reused_pieces_to_others() {
+    let catalog = catalog_at("2");
+    let new = GamesFolder::new();
+    new.add_patch_version_2();
+    // One slow seeder (16 Mbit/s): the whole game from it alone would take
+    // over two minutes.
+    let seeder = TestPeer::start_with(Some(new.path()), &catalog, &[], |config| {
+        config.upload_limit_bytes_per_sec = Some(2_000_000);
+    });
+    assert!(
+        seeder
+            .handle
+            .wait_until(Duration::from_secs(60), |s| !s.local_games.is_empty())
+    );
+    let (_old, updating) = outdated_pc(std::slice::from_ref(&seeder), |_| {});
+    let update = updating.ask(|reply| Command::Download {
+        game: GameId::parse("ut2004").unwrap(),
+        reply,
+    });
+    assert!(
+        updating.handle.wait_until(Duration::from_secs(60), |s| s
+            .downloads
+            .get("ut2004")
+            .is_some_and(|p| p.phase == Phase::Fetching)),
+        "the update never started fetching"
+    );
+    let empty = GamesFolder::new();
+    let fresh = TestPeer::start(
+        Some(empty.path()),
+        &catalog,
+        &[seeder.addr(), updating.addr()],
+    );
+    let report = fresh
+        .ask(|reply| Command::Download {
+            game: GameId::parse("ut2004").unwrap(),
+            reply,
+        })
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    let from_updating = report
+        .peers
+        .iter()
+        .find(|p| p.addr == updating.addr())
+        .map_or(0, |p| p.bytes);
+    eprintln!(
+        "the fresh PC got {from_updating} of {} bytes from the updating PC",
+        report.bytes
+    );
+    assert!(from_updating * 2 > report.bytes, "{report:?}");
+    assert_eq!(
+        payload(&empty.game_dir("ut2004")),
+        payload(&new.game_dir("ut2004"))
+    );
+    update.blocking_recv().unwrap().unwrap();
+}
+
+/// A download of version 2 stopped half-way, then the organiser moves the
+/// game to version 3: what the unfinished download verified is reused.
+#[test]
+fn an_unfinished_download_of_an_earlier_version_is_reused() {
+    let v2 = GamesFolder::new();
+    v2.add_patch_version_2();
+    let v3 = GamesFolder::new();
+    v3.add_patch_version_2();
+    v3.add_payload("ut2004", &[("Paks/p05.pak", 2 << 20)], 3)
+        .write_version("ut2004", "3");
+    let seeder_2 = TestPeer::start_with(Some(v2.path()), &catalog_at("2"), &[], |config| {
+        config.upload_limit_bytes_per_sec = Some(10_000_000);
+    });
+    let seeder_3 = TestPeer::start(Some(v3.path()), &catalog_at("3"), &[]);
+    for seeder in [&seeder_2, &seeder_3] {
+        assert!(
+            seeder
+                .handle
+                .wait_until(Duration::from_secs(60), |s| !s.local_games.is_empty())
+        );
+    }
+    let folder = GamesFolder::new();
+    let pc = TestPeer::start(
+        Some(folder.path()),
+        &catalog_at("2"),
+        &[seeder_2.addr(), seeder_3.addr()],
+    );
+    let first = pc.ask(|reply| Command::Download {
+        game: GameId::parse("ut2004").unwrap(),
+        reply,
+    });
+    assert!(
+        pc.handle.wait_until(Duration::from_secs(60), |s| s
+            .downloads
+            .get("ut2004")
+            .is_some_and(|p| p.total_bytes > 0 && p.done_bytes * 2 > p.total_bytes)),
+        "the first download never got half-way"
+    );
+    pc.handle
+        .send(Command::CancelDownload {
+            game: GameId::parse("ut2004").unwrap(),
+        })
+        .unwrap();
+    assert!(first.blocking_recv().unwrap().is_err());
+    let halfway = folder.path().join(".lanspread-staging/ut2004");
+    assert!(halfway.is_dir(), "the stopped download keeps its staging");
+
+    let catalog_dir = tempfile::tempdir().unwrap();
+    let file = catalog_dir.path().join("party.ron");
+    std::fs::write(&file, catalog_text_with_ut_version("3")).unwrap();
+    pc.ask(|reply| Command::LoadCatalog {
+        path: file.clone(),
+        reply,
+    })
+    .blocking_recv()
+    .unwrap()
+    .unwrap();
+    let report = update(&pc);
+    eprintln!(
+        "version 3: {} bytes fetched, {} reused from the unfinished version 2",
+        report.bytes, report.reused_bytes
+    );
+    assert!(report.reused_bytes > 100 << 20, "{report:?}");
+    assert_eq!(
+        payload(&folder.game_dir("ut2004")),
+        payload(&v3.game_dir("ut2004"))
+    );
+    assert!(
+        !folder
+            .path()
+            .join(".lanspread-staging/ut2004.previous")
+            .exists()
+    );
 }

@@ -184,6 +184,15 @@ impl Backend {
             UiCommand::Update(game) => {
                 self.send(text(|game, reply| Command::Update { game, reply }, game))
             }
+            UiCommand::PlanUpdate(game) => {
+                let peer = self.peer.as_ref();
+                peer.map_or(Ok(()), |p| {
+                    // The answer lands in the peer's state, which the
+                    // window draws; this reply is not waited for.
+                    let (reply, _) = oneshot::channel();
+                    p.send(Command::PlanUpdate { game, reply })
+                })
+            }
             UiCommand::Remove(game) => self.send(text(
                 |game, reply| Command::Remove {
                     game,

@@ -95,8 +95,14 @@ pub fn show(
             }
             _ => {}
         }
-        if matches!(game.state, CardState::UpdateAvailable) && ui.button("Update").clicked() {
-            screen.dialog = Some((Confirm::Update, game.id.clone()));
+        if matches!(game.state, CardState::UpdateAvailable) {
+            // Once the new manifest is known, the button says what moves.
+            if game.update_plan.is_none() && screen.update_plans_asked.insert(game.id.clone()) {
+                commands.push(UiCommand::PlanUpdate(game.id.clone()));
+            }
+            if ui.button(update_label(game)).clicked() {
+                screen.dialog = Some((Confirm::Update, game.id.clone()));
+            }
         }
         if matches!(game.state, CardState::Downloaded) && ui.button("Install").clicked() {
             commands.push(UiCommand::Install(game.id.clone()));
@@ -115,6 +121,19 @@ pub fn show(
             screen.dialog = Some((Confirm::Remove, game.id.clone()));
         }
     });
+}
+
+/// "Update: 48 MiB to download, 3.1 GiB reused" once the plan is known.
+pub fn update_label(game: &GameView) -> String {
+    match game.update_plan {
+        Some(plan) if plan.reused_bytes > 0 => format!(
+            "Update: {} to download, {} reused",
+            human_bytes(plan.download_bytes),
+            human_bytes(plan.reused_bytes)
+        ),
+        Some(plan) => format!("Update: {} to download", human_bytes(plan.download_bytes)),
+        None => "Update".to_owned(),
+    }
 }
 
 /// What a confirmation says will happen.

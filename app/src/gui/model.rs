@@ -28,6 +28,8 @@ pub enum UiCommand {
     Uninstall(GameId),
     Remove(GameId),
     Update(GameId),
+    /// Work out what an update would download (for the Update button).
+    PlanUpdate(GameId),
     /// Open a folder in the system's file manager.
     OpenFolder(PathBuf),
     AddPeer(String),
@@ -84,6 +86,8 @@ pub struct GameView {
     pub local_dir: Option<PathBuf>,
     /// The cover the catalog names, if any.
     pub cover: Option<String>,
+    /// What updating would move, once the new manifest is known.
+    pub update_plan: Option<lanspread_net::download::UpdatePlan>,
 }
 
 impl GameView {
@@ -163,6 +167,11 @@ impl GameView {
             sharing,
             installed: local.is_some_and(|l| l.installed),
             cover: entry.cover.clone(),
+            update_plan: peer
+                .update_plans
+                .get(entry.id.as_str())
+                .filter(|(version, _)| *version == entry.version.as_str())
+                .map(|(_, plan)| *plan),
             local_dir: peer
                 .games_dir
                 .as_ref()

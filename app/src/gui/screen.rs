@@ -54,6 +54,8 @@ pub struct Screen {
     /// A sentence for the user about the last thing that happened.
     pub notice: Option<String>,
     pub covers: super::covers::Covers,
+    /// Games whose update plan was asked for (once each).
+    pub update_plans_asked: std::collections::BTreeSet<GameId>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -85,6 +87,7 @@ impl Screen {
             picker,
             notice: None,
             covers: super::covers::Covers::default(),
+            update_plans_asked: std::collections::BTreeSet::new(),
         }
     }
 
@@ -191,6 +194,18 @@ impl Screen {
                     (n, u) => format!("sharing {n} games · {u} uploads now"),
                 };
                 ui.label(text);
+                if let Some(hashing) = &snapshot.peer.hashing {
+                    let title = snapshot
+                        .catalog
+                        .get_str(&hashing.game)
+                        .map_or(hashing.game.as_str(), |e| e.title.as_str());
+                    let percent =
+                        hashing.bytes_done as f64 * 100.0 / hashing.bytes_total.max(1) as f64;
+                    ui.label(format!(
+                        "checking {title} before sharing it: {percent:.0} % ({}/s) ·",
+                        crate::context::human_bytes(hashing.bytes_per_sec as u64)
+                    ));
+                }
             });
         });
         if let Some(notice) = self.notice.clone() {

@@ -235,6 +235,25 @@ fn cards_follow_the_published_state() {
     // Time left in words for people.
     assert!(harness.query_by_label_contains("4 min 10 s left").is_some());
 
+    // A first scan hashing a game shows how far it is in the top bar.
+    harness.state_mut().snapshot.peer.hashing = Some(lanspread_net::library::HashingProgress {
+        game: "q3a".into(),
+        files_total: 3,
+        files_done: 1,
+        bytes_total: 1000 << 20,
+        bytes_done: 400 << 20,
+        bytes_per_sec: f64::from(900 << 20),
+    });
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains(
+                "checking Quake III Arena before sharing it: 40 % (900.0 MiB/s)"
+            )
+            .is_some()
+    );
+    harness.state_mut().snapshot.peer.hashing = None;
+
     // The outdated game offers an update and says why it is not shared.
     harness.state_mut().screen.search = "counter-strike 1.6".into();
     harness.run();
@@ -494,4 +513,54 @@ fn a_pinned_game_says_it_is_verified_against_the_organisers_catalog() {
             .query_by_label_contains("verified against the organiser's catalog")
             .is_some()
     );
+}
+
+#[test]
+fn the_update_button_says_what_will_move_once_it_is_known() {
+    let (_folder, snapshot) = party();
+    let mut harness = window(snapshot, PresetPicker::default());
+    open_detail(&mut harness, "counter-strike 1.6");
+    // The plan is asked for once, however many frames are drawn; the
+    // button says "Update" meanwhile.
+    harness.run();
+    let asked = harness
+        .state()
+        .sent
+        .iter()
+        .filter(|c| **c == UiCommand::PlanUpdate(id("cs16")))
+        .count();
+    assert_eq!(asked, 1, "{:?}", harness.state().sent);
+    let long = "Update: 48.0 MiB to download, 3.0 GiB reused";
+    assert!(harness.query_by_label(long).is_none());
+    let version = harness
+        .state()
+        .snapshot
+        .catalog
+        .get_str("cs16")
+        .unwrap()
+        .version
+        .to_string();
+    harness.state_mut().snapshot.peer.update_plans.insert(
+        "cs16".into(),
+        (
+            version,
+            lanspread_net::download::UpdatePlan {
+                download_bytes: 48 << 20,
+                reused_bytes: 3 << 30,
+            },
+        ),
+    );
+    harness.run();
+    assert!(harness.query_by_label(long).is_some());
+    // A plan made for another catalog version is not shown.
+    harness
+        .state_mut()
+        .snapshot
+        .peer
+        .update_plans
+        .get_mut("cs16")
+        .unwrap()
+        .0 = "1".into();
+    harness.run();
+    assert!(harness.query_by_label(long).is_none());
 }

@@ -395,8 +395,10 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     let plan = Arc::new(PiecePlan::new(&manifest));
     progress.total_bytes = manifest.total_len_bytes();
 
-    // 3. Space, then staging.
+    // 3. Space, then staging. An unfinished download of another manifest
+    //    (an earlier version) is set aside for the reuse pass, not deleted.
     check_space(&job, &manifest, &plan)?;
+    let previous_staging = set_aside_other_staging(&job, &manifest);
     let (staging, mut journal, resumed) = {
         let (games_dir, manifest, plan, store) = (
             job.games_dir.clone(),
@@ -412,17 +414,35 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         .map_err(|e| DownloadError::Io(e.to_string()))?
     };
     job.store.put_journal(job.game.as_str(), &journal)?;
+    // The manifest beside its journal: if the catalog moves on before this
+    // download finishes, the next one knows what the verified pieces hold.
+    job.store
+        .put_journal(&journal_manifest_key(&job.game), &*manifest)?;
 
     // 3b. What an older copy here already holds is copied, not fetched.
     progress.done_bytes = journaled_bytes(&plan, &journal);
+    let mut old_copies = vec![reuse::OldCopy::Folder(lanspread_core::layout::game_dir(
+        &job.games_dir,
+        &job.game,
+    ))];
+    let previous_dir = previous_staging.as_ref().map(|copy| match copy {
+        reuse::OldCopy::Staging { dir, .. } | reuse::OldCopy::Folder(dir) => dir.clone(),
+    });
+    old_copies.extend(previous_staging);
     let reused = reuse_older_copy(
         &job,
         (&manifest, &plan),
-        &staging,
+        (&old_copies, &staging),
         &mut journal,
         &mut progress,
     )
-    .await?;
+    .await;
+    if let Some(dir) = previous_dir
+        && let Err(err) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!("left for later: {}: {err}", dir.display());
+    }
+    let reused = reused?;
 
     // 4./5. Fetch, serving what is verified to the others meanwhile.
     let partial = Arc::new(PartialGame::new(
@@ -514,6 +534,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         .map_err(|e| DownloadError::Io(e.to_string()))??;
     }
     job.store.delete_journal(job.game.as_str())?;
+    job.store.delete_journal(&journal_manifest_key(&job.game))?;
     let _ = std::fs::remove_dir(staging_root(&job.games_dir));
     progress.phase = Phase::Done;
     progress.done_bytes = progress.total_bytes;
@@ -546,18 +567,61 @@ fn journaled_bytes(plan: &PiecePlan, journal: &Journal) -> u64 {
         .sum()
 }
 
+/// Where the manifest of a game's unfinished download is kept (game ids
+/// never hold `#`).
+fn journal_manifest_key(game: &GameId) -> String {
+    format!("{game}#manifest")
+}
+
+/// Moves the staging folder of an unfinished download of another manifest
+/// of this game (an earlier version) to `<id>.previous` beside it, with
+/// what its journal says it verified, so the reuse pass can copy those
+/// pieces.
+fn set_aside_other_staging(job: &DownloadJob, manifest: &Manifest) -> Option<reuse::OldCopy> {
+    let dir = staging::staging_dir(&job.games_dir, &job.game);
+    let journal = job
+        .store
+        .journal::<Journal>(job.game.as_str())
+        .ok()
+        .flatten()
+        .filter(|j| j.manifest_digest != manifest.digest())?;
+    let old: Manifest = job
+        .store
+        .journal(&journal_manifest_key(&job.game))
+        .ok()
+        .flatten()
+        .filter(|m: &Manifest| m.digest() == journal.manifest_digest && m.validate().is_ok())?;
+    if !dir.is_dir() {
+        return None;
+    }
+    let previous = dir.with_file_name(format!("{}.previous", job.game));
+    let _ = std::fs::remove_dir_all(&previous);
+    if let Err(err) = std::fs::rename(&dir, &previous) {
+        tracing::warn!("the earlier download's staging is not reused: {err}");
+        return None;
+    }
+    Some(reuse::OldCopy::Staging {
+        dir: previous,
+        manifest: Box::new(old),
+        verified: journal.verified,
+    })
+}
+
 /// Runs the reuse pass on a blocking thread, publishing its progress.
 async fn reuse_older_copy(
     job: &DownloadJob,
     (manifest, plan): (&Arc<Manifest>, &Arc<PiecePlan>),
-    staging: &staging::Staging,
+    (old_copies, staging): (&[reuse::OldCopy], &staging::Staging),
     journal: &mut Journal,
     progress: &mut DownloadProgress,
 ) -> Result<reuse::Reused, DownloadError> {
-    let game_dir = lanspread_core::layout::game_dir(&job.games_dir, &job.game);
-    if !game_dir.is_dir() {
+    let exists = |copy: &reuse::OldCopy| match copy {
+        reuse::OldCopy::Folder(dir) | reuse::OldCopy::Staging { dir, .. } => dir.is_dir(),
+    };
+    if !old_copies.iter().any(exists) {
         return Ok(reuse::Reused::default());
     }
+    let old_copies = old_copies.to_vec();
     progress.phase = Phase::Reusing;
     (job.on_progress)(progress);
     let copied = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -571,7 +635,7 @@ async fn reuse_older_copy(
         let (copied, cancel, mut journal) = (copied.clone(), job.cancel.clone(), journal.clone());
         tokio::task::spawn_blocking(move || {
             let reused = reuse::reuse_old_payload(
-                &game_dir,
+                &old_copies,
                 (&manifest, &plan),
                 &files,
                 &mut journal,
@@ -654,4 +718,123 @@ async fn end_partial_uploads(job: &DownloadJob) {
         Ok(Err(err)) => tracing::debug!("partial uploads not waited for: {err}"),
         Err(_) => tracing::warn!("partial uploads did not end in time"),
     }
+}
+
+/// What updating a game would move, once the new manifest is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpdatePlan {
+    /// Bytes to fetch from the other PCs.
+    pub download_bytes: u64,
+    /// Bytes an older copy on this PC already holds (copied, not fetched).
+    pub reused_bytes: u64,
+}
+
+/// Works out an update's [`UpdatePlan`] without downloading anything: the
+/// catalog version's manifest most whole peers announce (the organiser's
+/// pin if there is one) is fetched from one of them, and its pieces are
+/// looked up in the older copy's chunks (the hash cache; hashed once if the
+/// cache does not know them). An estimate for the Update button: the
+/// download itself votes again and verifies everything.
+pub async fn plan_update(
+    game: &GameId,
+    games_dir: &std::path::Path,
+    store: &Store,
+    catalog: &GameCatalog,
+    peers: &PeerState,
+) -> Result<UpdatePlan, DownloadError> {
+    let version = catalog
+        .expected_version(game)
+        .cloned()
+        .ok_or_else(|| DownloadError::UnknownGame(game.to_string()))?;
+    let mut offers: BTreeMap<Blake3Hash, (usize, Source)> = BTreeMap::new();
+    for peer in peers.peers.values() {
+        let Some(announced) = peer
+            .games
+            .iter()
+            .find(|g| &g.id == game && g.version == version && g.is_whole())
+        else {
+            continue;
+        };
+        let Some(client) = peer.client.clone() else {
+            continue;
+        };
+        let entry = offers.entry(announced.manifest_digest).or_insert_with(|| {
+            let source = Source {
+                id: peer.id.clone(),
+                name: peer.name.clone(),
+                client,
+                partial: None,
+                revision: peer.library_revision,
+            };
+            (0, source)
+        });
+        entry.0 += 1;
+    }
+    let pinned = catalog
+        .get(game)
+        .and_then(lanspread_core::CatalogEntry::pinned_manifest);
+    let chosen = match pinned {
+        Some(pin) => offers.get(&pin).map(|(_, source)| (pin, source)),
+        None => offers
+            .iter()
+            .max_by_key(|(_, (count, _))| *count)
+            .map(|(digest, (_, source))| (*digest, source)),
+    };
+    let Some((digest, source)) = chosen else {
+        return Err(DownloadError::NoSource {
+            game: game.clone(),
+            version,
+        });
+    };
+    let manifest = tokio::time::timeout(MANIFEST_TIMEOUT, source.client.manifest(game, &version))
+        .await
+        .map_err(|_| DownloadError::Io("no manifest in time".into()))?
+        .map_err(|e| DownloadError::Io(format!("manifest from {}: {e}", source.name)))?;
+    if manifest.digest() != digest {
+        return Err(DownloadError::Io(format!(
+            "{} sent another manifest than it announces",
+            source.name
+        )));
+    }
+    let (game_dir, store) = (
+        lanspread_core::layout::game_dir(games_dir, game),
+        store.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let plan = PiecePlan::new(&manifest);
+        let old = if game_dir.is_dir() {
+            lanspread_core::manifest::build_manifest(
+                &game_dir,
+                &manifest.game,
+                &manifest.version,
+                &store,
+            )
+            .map(|b| b.manifest.files)
+            .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let held: std::collections::HashSet<Blake3Hash> = old
+            .iter()
+            .flat_map(|f| f.chunks.iter().map(|c| c.hash))
+            .collect();
+        let mut estimate = UpdatePlan {
+            download_bytes: 0,
+            reused_bytes: 0,
+        };
+        for (index, piece) in plan.pieces.iter().enumerate() {
+            if plan
+                .piece_chunks(index)
+                .iter()
+                .all(|c| held.contains(&c.hash))
+            {
+                estimate.reused_bytes += piece.len;
+            } else {
+                estimate.download_bytes += piece.len;
+            }
+        }
+        estimate
+    })
+    .await
+    .map_err(|e| DownloadError::Io(e.to_string()))
 }

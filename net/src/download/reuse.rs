@@ -1,11 +1,12 @@
 //! Delta updates: the chunks of the new version that an older copy on this
 //! PC already holds are copied into staging instead of fetched.
 //!
-//! The older copy is the game's payload folder as it is (an outdated
-//! version, or an incomplete one). Its chunks come from the store's hash
-//! cache (hashed once if the cache does not know them); every chunk of the
-//! new manifest whose hash is among them, anywhere in the old payload, is
-//! read, hashed again (the old copy may have changed on disk since it was
+//! The older copies are the game's payload folder as it is (an outdated
+//! version, or an incomplete one) and the staging folder of an unfinished
+//! download of another manifest (an earlier version), set aside for this.
+//! Their chunks come from the store's hash cache (hashed once if the cache
+//! does not know them); every chunk of the new manifest whose hash is among
+//! them, anywhere in an old copy, is read, hashed again (the old copy may have changed on disk since it was
 //! cached: a chunk that no longer matches is fetched), and written at its
 //! place in staging. A piece counts when all its chunks were copied; it is
 //! journaled like a fetched piece, so a killed update resumes without
@@ -13,7 +14,7 @@
 //! takes its guard: it stays as it is until the swap.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,20 +39,36 @@ pub struct Reused {
     pub stale_chunks: usize,
 }
 
-/// Where a chunk's bytes are in the old payload.
+/// An older copy of the game on this PC.
+#[derive(Debug, Clone)]
+pub enum OldCopy {
+    /// A payload folder (outdated or incomplete): its chunks come from the
+    /// hash cache, or are hashed.
+    Folder(PathBuf),
+    /// The staging folder of an unfinished download of `manifest`: only
+    /// the pieces its journal lists as verified hold real bytes.
+    Staging {
+        dir: PathBuf,
+        manifest: Box<Manifest>,
+        verified: lanspread_core::download::HaveMap,
+    },
+}
+
+/// Where a chunk's bytes are in the old copies.
 #[derive(Debug, Clone, Copy)]
 struct OldChunk {
+    copy: usize,
     file: usize,
     offset: u64,
 }
 
-/// Copies every piece of `plan` that the old payload in `game_dir` holds
+/// Copies every piece of `plan` that the old copies in `old_dirs` hold
 /// whole and the journal does not list yet into the staging `files`,
 /// marking it in `journal` (flushed to the store every second and at the
 /// end). `copied` counts the bytes copied so far; `cancel` stops it
 /// between two pieces.
 pub fn reuse_old_payload(
-    game_dir: &Path,
+    old_copies: &[OldCopy],
     (manifest, plan): (&Manifest, &PiecePlan),
     files: &OpenFiles,
     journal: &mut Journal,
@@ -59,27 +76,55 @@ pub fn reuse_old_payload(
     (copied, cancel): (&AtomicU64, &CancellationToken),
 ) -> std::io::Result<Reused> {
     let mut reused = Reused::default();
-    if !game_dir.is_dir() {
-        return Ok(reused);
-    }
-    let old = match build_manifest(game_dir, &manifest.game, &manifest.version, store) {
-        Ok(build) => build.manifest,
-        Err(err) => {
-            tracing::warn!("the old copy of {} is not reused: {err}", manifest.game);
-            return Ok(reused);
-        }
-    };
     let mut index: HashMap<Blake3Hash, OldChunk> = HashMap::new();
-    for (file, entry) in old.files.iter().enumerate() {
-        for (offset, chunk) in entry.chunk_offsets() {
-            index.entry(chunk.hash).or_insert(OldChunk { file, offset });
+    let mut old_files = Vec::new();
+    for old_copy in old_copies {
+        let copy = old_files.len();
+        match old_copy {
+            OldCopy::Folder(dir) if dir.is_dir() => {
+                let old = match build_manifest(dir, &manifest.game, &manifest.version, store) {
+                    Ok(build) => build.manifest,
+                    Err(err) => {
+                        tracing::warn!("{} is not reused: {err}", dir.display());
+                        continue;
+                    }
+                };
+                for (file, entry) in old.files.iter().enumerate() {
+                    for (offset, chunk) in entry.chunk_offsets() {
+                        index
+                            .entry(chunk.hash)
+                            .or_insert(OldChunk { copy, file, offset });
+                    }
+                }
+                old_files.push(OpenFiles::read_only(
+                    old.files.iter().map(|f| f.path.join_to(dir)).collect(),
+                ));
+            }
+            OldCopy::Staging {
+                dir,
+                manifest: old,
+                verified,
+            } if dir.is_dir() => {
+                let old_plan = PiecePlan::new(old);
+                for piece in (0..old_plan.len()).filter(|p| verified.has(*p)) {
+                    for chunk in old_plan.piece_chunks(piece) {
+                        index.entry(chunk.hash).or_insert(OldChunk {
+                            copy,
+                            file: chunk.file,
+                            offset: chunk.offset,
+                        });
+                    }
+                }
+                old_files.push(OpenFiles::read_only(
+                    old.files.iter().map(|f| f.path.join_to(dir)).collect(),
+                ));
+            }
+            _ => {}
         }
     }
     if index.is_empty() {
         return Ok(reused);
     }
-    let old_files =
-        OpenFiles::read_only(old.files.iter().map(|f| f.path.join_to(game_dir)).collect());
     let mut buffer = Vec::new();
     let mut last_flush = Instant::now();
     for piece in 0..plan.len() {
@@ -100,7 +145,7 @@ pub fn reuse_old_payload(
                 break;
             };
             buffer.resize(chunk.len as usize, 0);
-            let read = old_files.read_at(from.file, &mut buffer, from.offset);
+            let read = old_files[from.copy].read_at(from.file, &mut buffer, from.offset);
             if read.is_err() || Blake3Hash::of(&buffer) != chunk.hash {
                 // Changed on disk since it was hashed: fetch it.
                 reused.stale_chunks += 1;
