@@ -797,3 +797,50 @@ fn a_first_scan_reports_its_hashing_progress() {
             .map(|p| (p.files_done, p.bytes_done, p.bytes_per_sec as u64))
     );
 }
+
+/// A client that opens more streams than a connection may use (33, one
+/// over the limit) and never reads an answer cannot hold the serving PC:
+/// its shutdown returns within 15 s.
+#[test]
+fn a_client_that_never_reads_does_not_hold_up_shutdown() {
+    let catalog = catalog();
+    let (_folder, seeder) = big_seeder(&catalog);
+    let ut = GameId::parse("ut2004").unwrap();
+    let version = catalog.get_str("ut2004").unwrap().version.clone();
+    let rt = runtime();
+    let (_client, _streams) = rt.block_on(async {
+        let client = connect(seeder.addr()).await;
+        let mut streams = Vec::new();
+        for _ in 0..=lanspread_net::endpoint::MAX_REQUESTS_PER_CONNECTION {
+            let Ok((mut send, recv)) = client.connection().open_bi().await else {
+                break;
+            };
+            let request = Request::Chunk {
+                game: ut.clone(),
+                version: version.clone(),
+                ranges: vec![ByteRange {
+                    path: "big.bin".into(),
+                    offset: 0,
+                    len: BIG_FILE_BYTES as u64,
+                }],
+                swarm: false,
+            };
+            proto::write_frame(&mut send, &request).await.unwrap();
+            let _ = send.finish();
+            // Kept open, never read.
+            streams.push((send, recv));
+        }
+        assert_eq!(
+            streams.len(),
+            lanspread_net::endpoint::MAX_REQUESTS_PER_CONNECTION + 1
+        );
+        (client, streams)
+    });
+    // The seeder is now blocked on full streams.
+    std::thread::sleep(Duration::from_secs(1));
+    let stopping = Instant::now();
+    drop(seeder);
+    let took = stopping.elapsed();
+    eprintln!("shutdown with 33 unread streams took {took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+}

@@ -96,7 +96,7 @@ fn update(pc: &TestPeer) -> DownloadReport {
 }
 
 #[test]
-fn an_update_fetches_what_changed_and_reuses_the_rest() {
+fn an_update_fetches_what_changed_reuses_the_rest_and_keeps_the_save() {
     let catalog = catalog_at("2");
     let new = GamesFolder::new();
     new.add_patch_version_2();
@@ -118,7 +118,8 @@ fn an_update_fetches_what_changed_and_reuses_the_rest() {
     );
     assert_eq!(payload(&old.game_dir("ut2004")), old_payload);
 
-    let download = pc.ask(|reply| Command::Download {
+    // Update: the download, then a reinstall (version 1 was installed).
+    let download = pc.ask(|reply| Command::Update {
         game: GameId::parse("ut2004").unwrap(),
         reply,
     });
@@ -131,7 +132,21 @@ fn an_update_fetches_what_changed_and_reuses_the_rest() {
         "the update never reused anything"
     );
     assert_eq!(payload(&old.game_dir("ut2004")), old_payload);
-    let report = download.blocking_recv().unwrap().unwrap();
+    let message = download.blocking_recv().unwrap().unwrap();
+    assert!(message.contains("reinstalled"), "{message}");
+    let progress = pc
+        .handle
+        .state()
+        .downloads
+        .get("ut2004")
+        .cloned()
+        .expect("the update's progress");
+    let fetched: u64 = progress.peers.iter().map(|p| p.bytes).sum();
+    let reused = progress.reused_bytes;
+    // The save made in version 1 is carried into the fresh install.
+    let local = old.game_dir("ut2004").join("local");
+    assert_eq!(std::fs::read(local.join("save.dat")).unwrap(), b"level 12");
+    assert!(local.join("Paks/new.pak").exists());
 
     assert_eq!(
         payload(&old.game_dir("ut2004")),
@@ -146,20 +161,15 @@ fn an_update_fetches_what_changed_and_reuses_the_rest() {
                 .len()
         })
         .sum();
-    let share = report.bytes as f64 / total as f64;
+    let share = fetched as f64 / total as f64;
     eprintln!(
-        "update: {} of {} bytes fetched ({:.1} %), {} reused in {} pieces; {:.2} s",
-        report.bytes,
-        total,
+        "update: {fetched} of {total} bytes fetched ({:.1} %), {reused} reused",
         share * 100.0,
-        report.reused_bytes,
-        report.pieces_reused,
-        report.seconds
     );
     assert!(share <= 0.10, "{:.1} % fetched", share * 100.0);
-    assert_eq!(plan.download_bytes, report.bytes, "{plan:?}");
-    assert_eq!(plan.reused_bytes, report.reused_bytes, "{plan:?}");
-    assert_eq!(report.bytes + report.reused_bytes, total);
+    assert_eq!(plan.download_bytes, fetched, "{plan:?}");
+    assert_eq!(plan.reused_bytes, reused, "{plan:?}");
+    assert_eq!(fetched + reused, total);
 }
 
 #[test]
