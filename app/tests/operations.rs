@@ -20,6 +20,32 @@ fn catalog() -> GameCatalog {
     GameCatalog::embedded().unwrap()
 }
 
+/// Runs `get` until its download, as `status` shows it on `data`, is
+/// `far_enough`; kills it (no goodbye, like a crash); runs `meanwhile`;
+/// then runs `get` again to the end and returns that run's output.
+fn kill_when_then_rerun(
+    get: impl Fn() -> std::process::Command,
+    data: &std::path::Path,
+    far_enough: impl Fn(&serde_json::Value) -> Option<bool>,
+    meanwhile: impl FnOnce(),
+) -> std::process::Output {
+    let mut first = get()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(30), || {
+        status(data).and_then(|s| {
+            let download = s["downloads"].as_array()?.first()?.clone();
+            far_enough(&download)?.then_some(())
+        })
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    meanwhile();
+    get().output().unwrap()
+}
+
 #[test]
 fn a_killed_download_resumes_and_refetches_only_what_was_in_flight() {
     let catalog = catalog();
@@ -53,28 +79,22 @@ fn a_killed_download_resumes_and_refetches_only_what_was_in_flight() {
             .arg(target.path());
         cmd
     };
-    let mut first = get(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill it (no goodbye, like a crash) once it is well under way.
-    eventually(Duration::from_secs(30), || {
-        status(data.path()).and_then(|s| {
-            let download = s["downloads"].as_array()?.first()?.clone();
+    // Killed (no goodbye, like a crash) once it is well under way.
+    let out = kill_when_then_rerun(
+        || get(data.path()),
+        data.path(),
+        |download| {
             let done = download["done_bytes"].as_u64()?;
             let total = download["total_bytes"].as_u64()?;
-            (total > 0 && done * 10 >= total * 3).then_some(())
-        })
-    });
-    first.kill().unwrap();
-    first.wait().unwrap();
-    assert!(
-        !target.game_dir("ut2004").exists(),
-        "nothing looks complete before it is"
+            Some(total > 0 && done * 10 >= total * 3)
+        },
+        || {
+            assert!(
+                !target.game_dir("ut2004").exists(),
+                "nothing looks complete before it is"
+            );
+        },
     );
-
-    let out = get(data.path()).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -325,20 +345,7 @@ fn a_game_that_does_not_fit_is_refused_before_anything_is_written() {
     eventually(Duration::from_secs(10), || {
         status(seed_data.path()).filter(|s| s["games"].as_array().is_some_and(|g| !g.is_empty()))
     });
-    let small = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(small.path())
-        .status()
-        .unwrap();
-    assert!(mounted.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.path().to_path_buf());
+    let small = lanspread_tests::lab::SmallDisk::mount("16m").unwrap();
     let data = tempfile::tempdir().unwrap();
     let out = lanspread(data.path())
         .args(["get", "ut2004", "--no-discovery", "--peer"])
@@ -398,23 +405,17 @@ fn a_killed_update_resumes_without_copying_or_fetching_twice() {
             .arg(target.path());
         cmd
     };
-    let mut first = get(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Killed once it reused the 16 MiB and fetched a third of the rest.
-    eventually(Duration::from_secs(30), || {
-        status(data.path()).and_then(|s| {
-            let download = s["downloads"].as_array()?.first()?.clone();
+    let out = kill_when_then_rerun(
+        || get(data.path()),
+        data.path(),
+        |download| {
             let reused = download["reused_bytes"].as_u64()?;
             let done = download["done_bytes"].as_u64()?;
-            (reused >= 15 * MIB as u64 && done >= reused + 8 * MIB as u64).then_some(())
-        })
-    });
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let out = get(data.path()).output().unwrap();
+            Some(reused >= 15 * MIB as u64 && done >= reused + 8 * MIB as u64)
+        },
+        || {},
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -147,6 +147,38 @@ pub fn root_or_skip() -> bool {
     }
 }
 
+/// A small tmpfs mounted on a temporary folder (root): a disk that fills
+/// up. Unmounted when dropped.
+#[derive(Debug)]
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// A tmpfs of `size` (as `mount -o size=` takes it: `16m`).
+    pub fn mount(size: &str) -> std::io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!("mount tmpfs: {status}")));
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
 /// Deletes namespaces of labs whose test process is gone.
 fn sweep_stale_labs() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {

@@ -52,20 +52,7 @@ async fn a_disk_full_during_the_swap_leaves_the_old_copy_and_local_intact() {
     if !lanspread_tests::lab::root_or_skip() {
         return;
     }
-    let mount = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(mount.path())
-        .status()
-        .unwrap();
-    assert!(mounted.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mount.path().to_path_buf());
+    let mount = lanspread_tests::lab::SmallDisk::mount("4m").unwrap();
     let games = mount.path();
     let game = games.join("ut2004");
     std::fs::create_dir_all(game.join("local/Saves")).unwrap();
@@ -122,20 +109,7 @@ async fn an_install_that_does_not_fit_is_refused_before_writing() {
     if !lanspread_tests::lab::root_or_skip() {
         return;
     }
-    let mount = tempfile::tempdir().unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=100m", "tmpfs"])
-        .arg(mount.path())
-        .status()
-        .unwrap();
-    assert!(mounted.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mount.path().to_path_buf());
+    let mount = lanspread_tests::lab::SmallDisk::mount("100m").unwrap();
     let game = mount.path().join("ut2004");
     std::fs::create_dir_all(&game).unwrap();
     {
