@@ -169,10 +169,14 @@ impl PeerDirectory {
         let Some(token) = self.claim(addr, source) else {
             return;
         };
-        if source == PeerSource::Manual {
-            self.inner.state.send_modify(|state| {
+        match source {
+            PeerSource::Manual => self.inner.state.send_modify(|state| {
                 state.unanswered_typed.insert(addr);
-            });
+            }),
+            PeerSource::Exchange => self.inner.state.send_modify(|state| {
+                state.unanswered_exchanged.insert(addr);
+            }),
+            PeerSource::Mdns | PeerSource::Inbound => {}
         }
         let this = self.clone();
         let span = tracing::info_span!("peer", %addr, ?source);
@@ -184,9 +188,10 @@ impl PeerDirectory {
                     let started = std::time::Instant::now();
                     let end = this.run_session(addr, source, &token).await;
                     // Answered (or not) once: a download need not wait for it.
-                    this.inner
-                        .state
-                        .send_if_modified(|state| state.unanswered_typed.remove(&addr));
+                    this.inner.state.send_if_modified(|state| {
+                        state.unanswered_typed.remove(&addr)
+                            | state.unanswered_exchanged.remove(&addr)
+                    });
                     match end {
                         SessionEnd::Myself => {
                             tracing::debug!("that address is this PC; not following it");
@@ -396,6 +401,7 @@ impl PeerDirectory {
                     state.table_changed_at = Some(Instant::now());
                 }
                 state.unanswered_typed.remove(&addr);
+                state.unanswered_exchanged.remove(&addr);
                 true
             });
             if changed {

@@ -117,6 +117,8 @@ impl LocalContext {
                 bytes: 0,
                 seconds: 0.0,
                 fetch_seconds: 0.0,
+                start_seconds: 0.0,
+                started_at_unix_ms: 0,
                 peers: Vec::new(),
                 reused_bytes: 0,
                 pieces_reused: 0,

@@ -95,6 +95,10 @@ pub struct PeerState {
     /// answered with a library, not failed (a download waits for them,
     /// for a bounded time, before it votes).
     pub unanswered_typed: std::collections::BTreeSet<SocketAddr>,
+    /// The same for addresses learned by peer exchange.
+    pub unanswered_exchanged: std::collections::BTreeSet<SocketAddr>,
+    /// Whether mDNS discovery runs (peers may appear at any time).
+    pub discovery_enabled: bool,
     /// A game being hashed now, if any.
     pub hashing: Option<crate::library::HashingProgress>,
     /// What updating a game would move, by game id, with the catalog
@@ -480,6 +484,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         peer_id: id_hex(&peer_id),
         name,
         games_dir: config.games_dir.clone(),
+        discovery_enabled: config.discovery.enabled,
         ..PeerState::default()
     });
     let (library_tx, library_rx) = watch::channel(LibrarySnapshot::default());
@@ -649,7 +654,9 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         quinn::VarInt::from_u32(crate::proto::CLOSE_SHUTDOWN),
         b"shutting down",
     );
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    // The close frames leave at once; waiting for a slow peer's queued data
+    // to drain would hold the exit (a `get` ends right after its swap).
+    let _ = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
     drop(lock);
 }
 
@@ -695,6 +702,9 @@ struct LibraryInputs {
     transfers: OutboundTransfers,
     partials: PartialShares,
 }
+
+/// Longest the endpoint waits for its connections to close at shutdown.
+const CLOSE_WAIT: Duration = Duration::from_millis(100);
 
 /// How often a running hash is reported to the window, and logged.
 const HASHING_REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);

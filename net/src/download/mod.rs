@@ -57,7 +57,8 @@ pub const MAX_MANIFEST_FETCHES: usize = 4;
 /// How long to wait, at most, for the peer table to settle before the vote:
 /// a first source, every typed-in address answered once, and
 /// [`SETTLE_QUIET`] without a peer joining, leaving or changing what it
-/// holds whole.
+/// holds whole; with mDNS off, as soon as every address typed in or
+/// learned by peer exchange answered once (nobody else can appear).
 pub const SOURCE_WAIT: Duration = Duration::from_secs(5);
 /// How long the peer table must have been quiet before a vote.
 pub const SETTLE_QUIET: Duration = Duration::from_millis(500);
@@ -258,7 +259,17 @@ async fn wait_until_settled(job: &DownloadJob, version: &GameVersion) -> Result<
             let quiet_for = state.table_changed_at.map_or(SETTLE_QUIET, |t| t.elapsed());
             let ready = !sources(&state, &job.game, version, None).is_empty()
                 && state.unanswered_typed.is_empty();
-            ready.then(|| SETTLE_QUIET.saturating_sub(quiet_for))
+            // Without mDNS, nobody appears on their own: once every address
+            // typed in or learned from the others answered (or failed), the
+            // table is complete and there is nothing to wait for.
+            let complete = !state.discovery_enabled && state.unanswered_exchanged.is_empty();
+            ready.then(|| {
+                if complete {
+                    Duration::ZERO
+                } else {
+                    SETTLE_QUIET.saturating_sub(quiet_for)
+                }
+            })
         };
         if quiet_in == Some(Duration::ZERO) || tokio::time::Instant::now() >= settle_by {
             return Ok(());
@@ -277,6 +288,9 @@ async fn wait_until_settled(job: &DownloadJob, version: &GameVersion) -> Result<
 /// error says why not (and the staging stays for a resume).
 pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadError> {
     let started = Instant::now();
+    let started_at_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let version = job
         .catalog
         .expected_version(&job.game)
@@ -547,6 +561,8 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         bytes: fetched_bytes,
         seconds: started.elapsed().as_secs_f64(),
         fetch_seconds,
+        start_seconds: fetch_started.duration_since(started).as_secs_f64(),
+        started_at_unix_ms,
         peers: peers_report,
         reused_bytes: reused.bytes,
         pieces_reused: reused.pieces,

@@ -86,6 +86,14 @@ pub struct DownloadReport {
     /// The fetch alone: first chunk request to last chunk verified.
     #[serde(default)]
     pub fetch_seconds: f64,
+    /// From the download's start to its first chunk request (sources,
+    /// the vote, manifests, staging, reuse).
+    #[serde(default)]
+    pub start_seconds: f64,
+    /// When the download started, in milliseconds since the Unix epoch
+    /// (a benchmark compares it with when the process started and ended).
+    #[serde(default)]
+    pub started_at_unix_ms: u64,
     pub peers: Vec<PeerShare>,
     /// Bytes copied from an older copy on this PC (verified chunk by
     /// chunk) instead of fetched, in this run.

@@ -137,6 +137,12 @@ struct Outcome {
     dropped: f64,
     /// Datagrams the downloader's kernel dropped for a full socket buffer.
     rcvbuf_dropped: f64,
+    /// A `get` process of its own (no running peer on its data folder):
+    /// the whole process, exec to exit, in Mbit/s; seconds from exec to the
+    /// first chunk request and from the swap to the exit.
+    process_mbit: f64,
+    process_start_secs: f64,
+    process_end_secs: f64,
 }
 
 fn run_case(case: &Case, runs: usize) -> Outcome {
@@ -252,6 +258,43 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
                 .success()
         );
     }
+    // The same download by a `get` process of its own, as a script runs
+    // it: exec to exit.
+    let (mut process, mut start, mut end) = (Vec::new(), Vec::new(), Vec::new());
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    for run_index in 0..runs {
+        let own = root.path().join(format!("alone-{run_index}"));
+        std::fs::create_dir_all(own.join("games")).unwrap();
+        let mut get = lab.command(downloader, bin().to_str().unwrap());
+        get.arg("--data")
+            .arg(own.join("data"))
+            .args(["get", "ut2004", "--no-discovery", "--json", "--games"])
+            .arg(own.join("games"));
+        for addr in &addrs {
+            get.arg("--peer").arg(addr);
+        }
+        let exec = unix();
+        let out = get.output().unwrap();
+        let exit = unix();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let began = report["started_at_unix_ms"].as_f64().unwrap() / 1000.0;
+        let seconds = report["seconds"].as_f64().unwrap();
+        process.push(report["bytes"].as_f64().unwrap() * 8.0 / (exit - exec) / 1e6);
+        start.push(began - exec + report["start_seconds"].as_f64().unwrap());
+        end.push(exit - (began + seconds));
+        let _ = std::fs::remove_dir_all(&own);
+    }
     let goodput = median(&mut goodput);
     let ceiling_share = ceiling_share(mtu(&lab, downloader));
     Outcome {
@@ -264,6 +307,9 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
         mean_packet: median(&mut mean_packet),
         dropped: median(&mut dropped),
         rcvbuf_dropped: median(&mut rcvbuf),
+        process_mbit: median(&mut process),
+        process_start_secs: median(&mut start),
+        process_end_secs: median(&mut end),
     }
 }
 
@@ -555,7 +601,7 @@ fn main() {
     ];
     println!("lanspread lab bench: medians of {runs} runs, real processes in network namespaces");
     println!(
-        "{:<24} {:>8} {:>7} {:>9} {:>12} {:>8} {:>7} {:>7} {:>7} {:>7}",
+        "{:<24} {:>8} {:>7} {:>9} {:>12} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}",
         "case",
         "Mbit/s",
         "% link",
@@ -565,7 +611,10 @@ fn main() {
         "packet",
         "q-drops",
         "rcvbuf",
-        "whole"
+        "whole",
+        "process",
+        "start s",
+        "end s"
     );
     // `LANSPREAD_LAB_CASES=0,1` runs only those cases (for tuning).
     let only: Option<Vec<usize>> = std::env::var("LANSPREAD_LAB_CASES")
@@ -578,7 +627,7 @@ fn main() {
         }
         let outcome = run_case(case, runs);
         println!(
-            "{:<24} {:>8.0} {:>6.1}% {:>8.1}% {:>12.4} {:>8.4} {:>7.0} {:>7.0} {:>7.0} {:>7.0}",
+            "{:<24} {:>8.0} {:>6.1}% {:>8.1}% {:>12.4} {:>8.4} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>8.0} {:>7.2} {:>7.2}",
             case.name,
             outcome.goodput_mbit,
             outcome.link_percent,
@@ -588,7 +637,10 @@ fn main() {
             outcome.mean_packet,
             outcome.dropped,
             outcome.rcvbuf_dropped,
-            outcome.total_mbit
+            outcome.total_mbit,
+            outcome.process_mbit,
+            outcome.process_start_secs,
+            outcome.process_end_secs
         );
         results.push(outcome);
     }
