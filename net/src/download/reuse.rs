@@ -4,11 +4,13 @@
 //! The older copies are the game's payload folder as it is (an outdated
 //! version, or an incomplete one) and the staging folder of an unfinished
 //! download of another manifest (an earlier version), set aside for this.
-//! Their chunks come from the store's hash cache (hashed once if the cache
-//! does not know them); every chunk of the new manifest whose hash is among
-//! them, anywhere in an old copy, is read, hashed again (the old copy may have changed on disk since it was
-//! cached: a chunk that no longer matches is fetched), and written at its
-//! place in staging. A piece counts when all its chunks were copied; it is
+//! A payload folder's chunks come from the store's hash cache (hashed once
+//! if the cache does not know them); a staging folder's from the manifest
+//! kept beside its journal, for the pieces the journal lists. Every chunk
+//! of the new manifest whose hash is among them, anywhere in an old copy,
+//! is read, hashed again (the old copy may have changed on disk since: a
+//! chunk that no longer matches is fetched), and written at its place in
+//! staging. A piece counts when all its chunks were copied; it is
 //! journaled like a fetched piece, so a killed update resumes without
 //! copying or fetching it again. Nothing here writes to the old payload or
 //! takes its guard: it stays as it is until the swap.
@@ -62,7 +64,7 @@ struct OldChunk {
     offset: u64,
 }
 
-/// Copies every piece of `plan` that the old copies in `old_dirs` hold
+/// Copies every piece of `plan` that the `old_copies` hold
 /// whole and the journal does not list yet into the staging `files`,
 /// marking it in `journal` (flushed to the store every second and at the
 /// end). `copied` counts the bytes copied so far; `cancel` stops it
