@@ -76,8 +76,12 @@ pub enum GameState {
     Downloaded,
     /// Downloaded at the catalog's version and installed.
     Installed,
-    /// On this PC at another version than the catalog's.
+    /// On this PC at an older version than the catalog's (or one that
+    /// cannot be ordered against it).
     UpdateAvailable,
+    /// On this PC at a version newer than the catalog's: updating would
+    /// go back to the catalog's version, so it is not called an update.
+    DiffersFromCatalog,
 }
 
 /// Why the games folder could not be scanned.
@@ -191,7 +195,12 @@ impl LibraryScan {
             Some(game) => match game.payload {
                 PayloadState::Current if game.installed => GameState::Installed,
                 PayloadState::Current => GameState::Downloaded,
-                PayloadState::Outdated => GameState::UpdateAvailable,
+                PayloadState::Outdated => match (&game.local_version, &game.catalog_version) {
+                    (Some(here), Some(catalog)) if here.is_newer_than(catalog) => {
+                        GameState::DiffersFromCatalog
+                    }
+                    _ => GameState::UpdateAvailable,
+                },
                 PayloadState::Incomplete => GameState::Incomplete,
                 PayloadState::None if game.installed => GameState::Installed,
                 PayloadState::None => GameState::Missing,
@@ -291,6 +300,8 @@ mod tests {
         write(&g.join("ut2004/version.ini"), v("ut2004").as_bytes());
         write(&g.join("cs16/cs16.zip"), b"x");
         write(&g.join("cs16/version.ini"), b"19990101");
+        write(&g.join("ut99/ut99.zip"), b"x");
+        write(&g.join("ut99/version.ini"), b"29990101");
         write(&g.join("aoe2/aoe2.zip.part"), b"x");
         write(&g.join("q3a/q3a.zip"), b"x");
         write(&g.join("q3a/version.ini"), v("q3a").as_bytes());
@@ -314,6 +325,7 @@ mod tests {
                 "q3a",
                 "sc1",
                 "ut2004",
+                "ut99",
                 "wc3"
             ]
         );
@@ -330,6 +342,9 @@ mod tests {
         );
         assert!(!by("cs16").shareable());
         assert_eq!(scan.state_of(&id("cs16")), GameState::UpdateAvailable);
+        // A newer copy than the catalog's is not "an update".
+        assert_eq!(by("ut99").payload, PayloadState::Outdated);
+        assert_eq!(scan.state_of(&id("ut99")), GameState::DiffersFromCatalog);
 
         assert_eq!(by("aoe2").payload, PayloadState::Incomplete);
         assert_eq!(scan.state_of(&id("aoe2")), GameState::Incomplete);

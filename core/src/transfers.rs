@@ -35,6 +35,10 @@ pub struct TransfersSnapshot {
     /// Games being installed or uninstalled: only `local/` changes, which
     /// is never served, so they stay shared and their uploads go on.
     pub local: BTreeSet<GameId>,
+    /// Who receives the live transfers of each game: peer (its id, hex)
+    /// -> live transfers to it. Transfers registered without a receiver
+    /// are counted in `outbound` only.
+    pub receivers: BTreeMap<GameId, BTreeMap<String, usize>>,
 }
 
 impl TransfersSnapshot {
@@ -44,6 +48,14 @@ impl TransfersSnapshot {
 
     pub fn is_active(&self, game: &GameId) -> bool {
         self.active.contains(game)
+    }
+
+    /// The peers (ids, hex) receiving `game` from this PC now.
+    pub fn receivers_of(&self, game: &GameId) -> impl Iterator<Item = &str> {
+        self.receivers
+            .get(game)
+            .into_iter()
+            .flat_map(|peers| peers.keys().map(String::as_str))
     }
 }
 
@@ -61,7 +73,8 @@ pub type TransferId = u64;
 
 #[derive(Debug, Default)]
 struct GameTransfers {
-    live: HashMap<TransferId, CancellationToken>,
+    /// Live transfers: their tokens and whom they go to, if known.
+    live: HashMap<TransferId, (CancellationToken, Option<String>)>,
     active: bool,
     /// An install or uninstall (touching `local/` only) is running.
     local_busy: bool,
@@ -138,6 +151,13 @@ impl OutboundTransfers {
         for (game, state) in &registry.games {
             if !state.live.is_empty() {
                 snapshot.outbound.insert(game.clone(), state.live.len());
+                let mut receivers: BTreeMap<String, usize> = BTreeMap::new();
+                for to in state.live.values().filter_map(|(_, to)| to.as_ref()) {
+                    *receivers.entry(to.clone()).or_default() += 1;
+                }
+                if !receivers.is_empty() {
+                    snapshot.receivers.insert(game.clone(), receivers);
+                }
             }
             if state.active {
                 snapshot.active.insert(game.clone());
@@ -159,6 +179,16 @@ impl OutboundTransfers {
     /// Registers a reader of `game`. Call this *before* checking whether the
     /// game may be served. Refused while an operation is active on the game.
     pub fn register(&self, game: &GameId) -> Result<TransferGuard, TransferError> {
+        self.register_to(game, None)
+    }
+
+    /// [`Self::register`], naming the peer (its id) that receives the
+    /// transfer, for "who is downloading it from us now".
+    pub fn register_to(
+        &self,
+        game: &GameId,
+        to: Option<String>,
+    ) -> Result<TransferGuard, TransferError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
         let mut registry = self.lock();
@@ -166,7 +196,7 @@ impl OutboundTransfers {
         if state.active {
             return Err(TransferError::OperationActive(game.clone()));
         }
-        state.live.insert(id, token.clone());
+        state.live.insert(id, (token.clone(), to));
         self.publish(&registry);
         drop(registry);
         Ok(TransferGuard {
@@ -201,7 +231,7 @@ impl OutboundTransfers {
             let state = registry.games.entry(game.clone()).or_default();
             state.free_for_operation(game)?;
             state.active = true;
-            for token in state.live.values() {
+            for (token, _) in state.live.values() {
                 token.cancel();
             }
             self.publish(&registry);
@@ -258,7 +288,7 @@ impl OutboundTransfers {
     pub fn cancel_transfers(&self, game: &GameId) -> usize {
         let registry = self.lock();
         registry.games.get(game).map_or(0, |state| {
-            for token in state.live.values() {
+            for (token, _) in state.live.values() {
                 token.cancel();
             }
             state.live.len()

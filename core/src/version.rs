@@ -57,10 +57,56 @@ impl GameVersion {
         &self.0
     }
 
+    /// Whether this version comes after `other` in the party's usual
+    /// writing: runs of digits compare as numbers (`20240301` after
+    /// `20240101`, `1.0.10` after `1.0.9`), everything else as text. Used
+    /// only to word a difference ("update available" or "differs from the
+    /// catalog"); the catalog's version is the right one either way.
+    pub fn is_newer_than(&self, other: &GameVersion) -> bool {
+        natural_cmp(&self.0, &other.0) == std::cmp::Ordering::Greater
+    }
+
     /// The text lanspread writes into `version.ini`.
     pub fn to_ini(&self) -> String {
         format!("[lanspread]\nversion={}\n", self.0)
     }
+}
+
+/// Compares runs of ASCII digits by value and everything else byte by byte.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            let run = |s: &[u8], from: usize| {
+                let end = s[from..]
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .map_or(s.len(), |n| from + n);
+                // Leading zeros do not change a number's value.
+                let start = s[from..end]
+                    .iter()
+                    .position(|&c| c != b'0')
+                    .map_or(end, |n| from + n);
+                (start, end)
+            };
+            let ((sa, ea), (sb, eb)) = (run(a, i), run(b, j));
+            let by_value = (ea - sa)
+                .cmp(&(eb - sb))
+                .then_with(|| a[sa..ea].cmp(&b[sb..eb]));
+            if by_value != Ordering::Equal {
+                return by_value;
+            }
+            (i, j) = (ea, eb);
+        } else {
+            if a[i] != b[j] {
+                return a[i].cmp(&b[j]);
+            }
+            (i, j) = (i + 1, j + 1);
+        }
+    }
+    (a.len() - i).cmp(&(b.len() - j))
 }
 
 impl fmt::Display for GameVersion {
@@ -176,6 +222,24 @@ fn decode_text(bytes: &[u8]) -> Result<String, VersionIniError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn newer_compares_numbers_as_numbers() {
+        let newer = |a: &str, b: &str| {
+            GameVersion::parse(a)
+                .unwrap()
+                .is_newer_than(&GameVersion::parse(b).unwrap())
+        };
+        assert!(newer("20240301", "20240101"));
+        assert!(!newer("20240101", "20240301"));
+        assert!(newer("1.0.10", "1.0.9"));
+        assert!(newer("10", "9"));
+        assert!(newer("1.0.7b", "1.0.7a"));
+        assert!(newer("1.0.7.1", "1.0.7"));
+        assert!(!newer("1.0.7", "1.0.7"));
+        assert!(!newer("007", "7"));
+        assert!(!newer("7", "007"));
+    }
 
     fn v(text: &str) -> Result<String, VersionIniError> {
         parse_version_ini(text.as_bytes()).map(|v| v.as_str().to_owned())

@@ -368,6 +368,7 @@ async fn handle_stream(
                 version: &version,
                 ranges: &ranges,
                 swarm,
+                to: stream.proven_id,
             };
             // A connection's chunks are sent one after the other, oldest
             // first (answers to other requests before any): each arrives
@@ -494,6 +495,8 @@ struct ChunkRequest<'a> {
     version: &'a GameVersion,
     ranges: &'a [ByteRange],
     swarm: bool,
+    /// The peer id its connection proves, for "who downloads it from us".
+    to: Option<[u8; 16]>,
 }
 
 impl ChunkRequest<'_> {
@@ -633,7 +636,7 @@ fn prepare_chunk(
     // 1. The guard, before anything is checked.
     let guard = context
         .transfers
-        .register(ask.game)
+        .register_to(ask.game, ask.to.as_ref().map(crate::discovery::id_hex))
         .map_err(|_| busy(ask.game))?;
     // 2. Eligibility, and where the bytes are.
     let total = check_request(ask)?;

@@ -284,10 +284,18 @@ fn a_newer_catalog_stops_uploads_at_once_and_update_swaps_after_zero() {
     });
     wait_for_progress(&d, 0.15);
     let ut = id("ut2004");
+    let uploading = a.handle.state();
     assert!(
-        a.handle.state().transfers.outbound_count(&ut) > 0,
+        uploading.transfers.outbound_count(&ut) > 0,
         "A is uploading"
     );
+    // ...and knows to whom: the id D's certificate proves.
+    let receivers: Vec<String> = uploading
+        .transfers
+        .receivers_of(&ut)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(receivers, vec![d.handle.peer_id()]);
 
     // A is handed the newer catalog: its uploads of the old version stop now.
     let loaded_at = Instant::now();

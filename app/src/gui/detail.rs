@@ -61,11 +61,21 @@ pub fn show(
             ui.label("Sharing");
             ui.label(game.sharing_words());
             ui.end_row();
-            ui.label("Peers with it");
-            ui.label(if game.peer_names.is_empty() {
-                "none".to_owned()
+            ui.label("Other PCs");
+            ui.vertical(|ui| {
+                if game.holders.is_empty() {
+                    ui.label("none has it");
+                }
+                for holder in &game.holders {
+                    ui.label(format!("{}: {}", holder.name, holder.has.words()));
+                }
+            });
+            ui.end_row();
+            ui.label("Downloading from you");
+            ui.label(if game.receivers.is_empty() {
+                "nobody right now".to_owned()
             } else {
-                game.peer_names.join(", ")
+                game.receivers.join(", ")
             });
             ui.end_row();
         });
@@ -84,6 +94,7 @@ pub fn show(
             CardState::Downloaded
                 | CardState::Installed
                 | CardState::UpdateAvailable
+                | CardState::Differs
                 | CardState::Incomplete
         );
         match &game.state {
@@ -103,6 +114,11 @@ pub fn show(
             if ui.button(update_label(game)).clicked() {
                 screen.dialog = Some((Confirm::Update, game.id.clone()));
             }
+        }
+        if matches!(game.state, CardState::Differs)
+            && ui.button("Go back to the catalog's version").clicked()
+        {
+            screen.dialog = Some((Confirm::Update, game.id.clone()));
         }
         if matches!(game.state, CardState::Downloaded) && ui.button("Install").clicked() {
             commands.push(UiCommand::Install(game.id.clone()));
@@ -139,6 +155,17 @@ pub fn update_label(game: &GameView) -> String {
 /// What a confirmation says will happen.
 pub fn consequence(kind: Confirm, game: &GameView) -> String {
     match kind {
+        Confirm::Update if matches!(game.state, CardState::Differs) => format!(
+            "Version {} here is newer than the catalog's. {} will be downloaded at the catalog's version {} and replace it.{}",
+            game.local_version.as_deref().unwrap_or("?"),
+            game.title,
+            game.catalog_version,
+            if game.installed {
+                " The installed game is then reinstalled: your saves are carried over, and your versions of files it replaces are kept in local.previous."
+            } else {
+                ""
+            }
+        ),
         Confirm::Update => format!(
             "{} will be downloaded at version {} from the PCs that have it (what version {} already holds is reused, not downloaded), then swapped in.{}",
             game.title,
@@ -171,6 +198,22 @@ pub fn consequence(kind: Confirm, game: &GameView) -> String {
     }
 }
 
+/// The last-copy warning: this PC is the only one on the LAN holding the
+/// catalog's version whole, so removing it leaves nobody to download it
+/// from. Update never takes away a copy anyone could download from this
+/// PC (only the catalog's version is served, and an update only replaces
+/// another version), so it has none.
+pub fn last_copy_warning(kind: Confirm, game: &GameView) -> Option<String> {
+    let last =
+        matches!(kind, Confirm::Remove) && game.here_whole && game.other_hosts_with_version == 0;
+    last.then(|| {
+        format!(
+            "You are the only PC with {} {}: after removing it, nobody here can download it.",
+            game.title, game.catalog_version
+        )
+    })
+}
+
 /// The warning about peers downloading from us, if any are.
 pub fn upload_warning(game: &GameView) -> Option<String> {
     match game.uploads() {
@@ -200,6 +243,9 @@ pub fn confirm_dialog(
         ui.set_width(420.0);
         ui.heading(format!("{title} {}?", game.title));
         ui.label(consequence(kind, game));
+        if let Some(warning) = last_copy_warning(kind, game) {
+            ui.colored_label(ui.visuals().warn_fg_color, warning);
+        }
         if let Some(warning) = upload_warning(game) {
             ui.colored_label(ui.visuals().warn_fg_color, warning);
         }

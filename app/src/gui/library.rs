@@ -143,7 +143,7 @@ pub fn draw_cover(
 pub fn state_colour(ui: &egui::Ui, state: &CardState) -> egui::Color32 {
     match state {
         CardState::Installed | CardState::Downloaded => egui::Color32::from_rgb(60, 170, 90),
-        CardState::UpdateAvailable => ui.visuals().warn_fg_color,
+        CardState::UpdateAvailable | CardState::Differs => ui.visuals().warn_fg_color,
         CardState::Incomplete => ui.visuals().error_fg_color,
         CardState::Downloading(_) => egui::Color32::from_rgb(70, 140, 230),
         CardState::NotHere => ui.visuals().text_color(),
@@ -236,7 +236,7 @@ fn card(
                             commands.push(UiCommand::CancelDownload(game.id.clone()));
                         }
                     }
-                    CardState::Installed | CardState::OnNoPeer => {}
+                    CardState::Installed | CardState::OnNoPeer | CardState::Differs => {}
                 }
                 if ui.button("Details").clicked() {
                     screen.selected = Some(game.id.clone());

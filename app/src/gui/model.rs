@@ -49,6 +49,9 @@ pub enum CardState {
     Downloaded,
     Installed,
     UpdateAvailable,
+    /// Here at a version newer than the catalog's: "updating" would go
+    /// back to the catalog's version.
+    Differs,
 }
 
 /// Whether this PC shares a game, and why not.
@@ -88,6 +91,42 @@ pub struct GameView {
     pub cover: Option<String>,
     /// What updating would move, once the new manifest is known.
     pub update_plan: Option<lanspread_net::download::UpdatePlan>,
+    /// Every other PC that announces the game, at whatever version, by name.
+    pub holders: Vec<Holder>,
+    /// Other PCs (hosts, not instances) holding the catalog's version whole.
+    pub other_hosts_with_version: usize,
+    /// This PC holds the catalog's version whole.
+    pub here_whole: bool,
+    /// Names of the PCs downloading the game from this PC now.
+    pub receivers: Vec<String>,
+}
+
+/// One PC that has a game, and what of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub name: String,
+    pub has: HolderHas,
+}
+
+/// What a PC holds of a game.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HolderHas {
+    /// The catalog's version, whole.
+    CatalogVersion,
+    /// Another version, whole (its catalog names another one).
+    OtherVersion(String),
+    /// Downloading the catalog's version: this percentage is verified.
+    Partial(u8),
+}
+
+impl HolderHas {
+    pub fn words(&self) -> String {
+        match self {
+            HolderHas::CatalogVersion => "the catalog's version".to_owned(),
+            HolderHas::OtherVersion(version) => format!("version {version} (not the catalog's)"),
+            HolderHas::Partial(percent) => format!("downloading it, {percent} % so far"),
+        }
+    }
 }
 
 impl GameView {
@@ -98,16 +137,17 @@ impl GameView {
             .library
             .as_ref()
             .map_or(GameState::Missing, |scan| scan.state_of(&entry.id));
-        let holders: Vec<(&RemotePeer, &AnnouncedGame)> = lan
-            .holders
-            .get(&entry.id)
-            .map(|all| {
-                all.iter()
-                    .filter(|(_, g)| g.version == entry.version)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let announcing = lan.holders.get(&entry.id).map_or(&[][..], Vec::as_slice);
+        let holders: Vec<(&RemotePeer, &AnnouncedGame)> = announcing
+            .iter()
+            .filter(|(_, g)| g.is_whole() && g.version == entry.version)
+            .copied()
+            .collect();
+        let other_hosts_with_version = holders
+            .iter()
+            .map(|(p, _)| p.addr.ip())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         let announced_size = holders.first().map(|(_, g)| g.total_bytes).or_else(|| {
             peer.local_games
                 .iter()
@@ -125,6 +165,7 @@ impl GameView {
             {
                 CardState::UpdateAvailable
             }
+            (None, GameState::DiffersFromCatalog) => CardState::Differs,
             (None, GameState::Installed) => CardState::Installed,
             (None, GameState::Downloaded) => CardState::Downloaded,
             (None, GameState::UpdateAvailable) => CardState::UpdateAvailable,
@@ -143,6 +184,10 @@ impl GameView {
                 CardState::UpdateAvailable => {
                     "an older version: only the catalog's version is shared".to_owned()
                 }
+                CardState::Differs => {
+                    "another version than the catalog's: only the catalog's version is shared"
+                        .to_owned()
+                }
                 CardState::Incomplete => "the download is not complete".to_owned(),
                 CardState::Downloaded | CardState::Installed => {
                     "still checking the files".to_owned()
@@ -151,6 +196,21 @@ impl GameView {
                 CardState::NotHere | CardState::OnNoPeer => "not on this PC".to_owned(),
             })
         };
+        let names: HashMap<&str, &str> = peer
+            .peers
+            .values()
+            .map(|p| (p.id.as_str(), p.name.as_str()))
+            .collect();
+        let receivers = peer
+            .transfers
+            .receivers_of(&entry.id)
+            .map(|id| {
+                names
+                    .get(id)
+                    .map_or_else(|| "a PC".to_owned(), |n| (*n).to_owned())
+            })
+            .collect();
+        let here_whole = local.is_some_and(lanspread_core::LocalGame::shareable);
         Self {
             id: entry.id.clone(),
             title: entry.title.clone(),
@@ -163,6 +223,24 @@ impl GameView {
             size_bytes: announced_size.unwrap_or(entry.approx_size_mib * 1024 * 1024),
             peers_with_version: holders.len(),
             peer_names: holders.iter().map(|(p, _)| p.name.clone()).collect(),
+            holders: announcing
+                .iter()
+                .map(|(p, g)| Holder {
+                    name: p.name.clone(),
+                    has: match &g.partial {
+                        Some(partial) => {
+                            let chunks = partial.have.chunks().max(1);
+                            let percent = partial.have.count() * 100 / chunks;
+                            HolderHas::Partial(u8::try_from(percent.min(100)).unwrap_or(100))
+                        }
+                        None if g.version == entry.version => HolderHas::CatalogVersion,
+                        None => HolderHas::OtherVersion(g.version.to_string()),
+                    },
+                })
+                .collect(),
+            other_hosts_with_version,
+            here_whole,
+            receivers,
             state,
             sharing,
             installed: local.is_some_and(|l| l.installed),
@@ -201,6 +279,11 @@ impl GameView {
             CardState::Downloaded => "downloaded".to_owned(),
             CardState::Installed => "installed".to_owned(),
             CardState::UpdateAvailable => "update available".to_owned(),
+            CardState::Differs => format!(
+                "differs from the catalog ({} here, catalog {})",
+                self.local_version.as_deref().unwrap_or("?"),
+                self.catalog_version
+            ),
         }
     }
 
@@ -234,9 +317,9 @@ impl<'a> LanIndex<'a> {
     pub fn new(peer: &'a PeerState) -> Self {
         let mut holders: HashMap<&GameId, Vec<(&RemotePeer, &AnnouncedGame)>> = HashMap::new();
         for remote in peer.peers.values() {
-            // Partial peers (still downloading) are sources inside a
-            // download, not PCs that "have" the game.
-            for game in remote.games.iter().filter(|g| g.is_whole()) {
+            // Partial peers (still downloading) are listed too; counts of
+            // PCs that "have" a game take whole copies only.
+            for game in &remote.games {
                 holders.entry(&game.id).or_default().push((remote, game));
             }
         }

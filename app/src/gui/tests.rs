@@ -55,7 +55,9 @@ fn party() -> (GamesFolder, Snapshot) {
             RemotePeer {
                 id: key,
                 name: (*name).to_owned(),
-                addr: format!("127.0.0.1:{}", 5000 + n).parse().unwrap(),
+                // Two PCs: two hosts (one host counts once, whatever
+                // number of instances it runs).
+                addr: format!("127.0.0.{}:5000", n + 1).parse().unwrap(),
                 source: PeerSource::Manual,
                 same_catalog: true,
                 catalog_fingerprint: [0; 32],
@@ -563,4 +565,197 @@ fn the_update_button_says_what_will_move_once_it_is_known() {
         .0 = "1".into();
     harness.run();
     assert!(harness.query_by_label(long).is_none());
+}
+
+#[test]
+fn remove_warns_when_this_pc_holds_the_last_copy() {
+    let warning = "You are the only PC with Unreal Tournament 2004";
+    for others in [0usize, 1, 2] {
+        let (_folder, mut snapshot) = party();
+        // Keep `others` of the two peers holding ut2004.
+        for (n, peer) in snapshot.peer.peers.values_mut().enumerate() {
+            if n >= others {
+                peer.games.retain(|g| g.id.as_str() != "ut2004");
+            }
+        }
+        let mut harness = window(snapshot, PresetPicker::default());
+        open_detail(&mut harness, "ut2004");
+        harness.get_by_label("Remove").click();
+        harness.run();
+        let shown = harness.query_by_label_contains(warning).is_some();
+        assert_eq!(shown, others == 0, "{others} other holders");
+        if others == 0 {
+            let catalog_version = harness
+                .state()
+                .snapshot
+                .catalog
+                .get_str("ut2004")
+                .unwrap()
+                .version
+                .to_string();
+            let full = format!(
+                "You are the only PC with Unreal Tournament 2004 {catalog_version}: after removing it, nobody here can download it."
+            );
+            assert!(harness.query_by_label(&full).is_some());
+        }
+    }
+    // Two instances on one other host are one other PC: not the last copy.
+    let (_folder, mut snapshot) = party();
+    for peer in snapshot.peer.peers.values_mut() {
+        peer.addr = "127.0.0.9:5000".parse().unwrap();
+    }
+    let mut harness = window(snapshot, PresetPicker::default());
+    open_detail(&mut harness, "ut2004");
+    harness.get_by_label("Remove").click();
+    harness.run();
+    assert!(harness.query_by_label_contains(warning).is_none());
+}
+
+#[test]
+fn the_detail_view_says_who_holds_which_version_and_who_downloads_from_us() {
+    let (_folder, mut snapshot) = party();
+    let catalog = snapshot.catalog.clone();
+    let peers: Vec<String> = snapshot.peer.peers.keys().cloned().collect();
+    // Alpha has the catalog's version; Bravo another version; a third PC
+    // is downloading it and has 3 of 4 chunks.
+    if let Some(bravo) = snapshot.peer.peers.get_mut(&peers[1]) {
+        for game in &mut bravo.games {
+            if game.id.as_str() == "ut2004" {
+                game.version = lanspread_core::GameVersion::parse("19990101").unwrap();
+            }
+        }
+    }
+    let mut have = lanspread_core::download::HaveMap::empty(4);
+    for chunk in 0..3 {
+        have.set(chunk);
+    }
+    let mut partial = announced(&catalog, "ut2004");
+    partial.partial = Some(lanspread_net::proto::PartialHave {
+        have,
+        fetching: lanspread_core::download::HaveMap::empty(4),
+    });
+    let charlie_id = format!("{:032}", 7);
+    snapshot.peer.peers.insert(
+        charlie_id.clone(),
+        RemotePeer {
+            id: charlie_id.clone(),
+            name: "Charlie".to_owned(),
+            addr: "127.0.0.3:5000".parse().unwrap(),
+            source: PeerSource::Inbound,
+            same_catalog: true,
+            catalog_fingerprint: [0; 32],
+            games: vec![partial],
+            library_revision: Some(1),
+            last_seen: Instant::now(),
+            client: None,
+        },
+    );
+    snapshot.peer.transfers.outbound.insert(id("ut2004"), 2);
+    snapshot
+        .peer
+        .transfers
+        .receivers
+        .insert(id("ut2004"), BTreeMap::from([(charlie_id, 2)]));
+    let mut harness = window(snapshot, PresetPicker::default());
+    open_detail(&mut harness, "ut2004");
+    assert!(
+        harness
+            .query_by_label("Alpha: the catalog's version")
+            .is_some()
+    );
+    assert!(
+        harness
+            .query_by_label("Bravo: version 19990101 (not the catalog's)")
+            .is_some()
+    );
+    assert!(
+        harness
+            .query_by_label("Charlie: downloading it, 75 % so far")
+            .is_some()
+    );
+    assert!(harness.query_by_label("Charlie").is_some());
+    // Only Alpha holds the catalog's version whole: removing is not the
+    // last copy.
+    harness.get_by_label("Remove").click();
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("You are the only PC")
+            .is_none()
+    );
+}
+
+#[test]
+fn update_asks_first_and_confirm_sends_update() {
+    let (_folder, snapshot) = party();
+    let mut harness = window(snapshot, PresetPicker::default());
+    open_detail(&mut harness, "counter-strike 1.6");
+    // The card's and the detail view's button: either asks first.
+    harness.get_all_by_label("Update").last().unwrap().click();
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("Update Counter-Strike")
+            .is_some()
+    );
+    assert!(
+        harness
+            .query_by_label_contains("already holds is reused, not downloaded")
+            .is_some()
+    );
+    harness.get_by_label("Cancel").click();
+    harness.run();
+    assert!(
+        !harness
+            .state()
+            .sent
+            .iter()
+            .any(|c| matches!(c, UiCommand::Update(_)))
+    );
+    harness.get_all_by_label("Update").next().unwrap().click();
+    harness.run();
+    harness.get_by_label("Yes, update").click();
+    harness.run();
+    assert!(
+        harness
+            .state()
+            .sent
+            .contains(&UiCommand::Update(id("cs16")))
+    );
+}
+
+#[test]
+fn a_copy_newer_than_the_catalog_differs_and_is_not_an_update() {
+    let (folder, mut snapshot) = party();
+    folder.write_version("cs16", "29990101");
+    let scan = scan_library(folder.path(), &snapshot.catalog).unwrap();
+    snapshot.peer.library = Some(Arc::new(scan));
+    let catalog_version = snapshot
+        .catalog
+        .get_str("cs16")
+        .unwrap()
+        .version
+        .to_string();
+    let mut harness = window(snapshot, PresetPicker::default());
+    harness.state_mut().screen.search = "counter-strike 1.6".to_owned();
+    harness.run();
+    let words = format!("differs from the catalog (29990101 here, catalog {catalog_version})");
+    assert!(harness.query_by_label_contains(&words).is_some());
+    assert!(
+        harness
+            .query_by_label_contains("update available")
+            .is_none()
+    );
+    assert!(harness.query_by_label("Update").is_none());
+    harness.get_by_label("Details").click();
+    harness.run();
+    harness
+        .get_by_label("Go back to the catalog's version")
+        .click();
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("Version 29990101 here is newer than the catalog's")
+            .is_some()
+    );
 }
