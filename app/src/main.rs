@@ -66,6 +66,8 @@ enum Command {
     Remove(cli::ops::RemoveArgs),
     /// Bring a game to the catalog's version, reinstalling it if it was installed.
     Update(cli::ops::OpArgs),
+    /// Start an installed game, as the catalog's launch entry says.
+    Play(cli::play::PlayArgs),
     /// Open the window with three demo PCs in this process (loopback only),
     /// sharing generated games to try everything on.
     Demo(DemoArgs),
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Remove(args)) => cli::ops::run_remove(&cli.global, &args),
         Some(Command::Update(args)) => cli::ops::run(&cli.global, &args, cli::ops::Op::Update),
+        Some(Command::Play(args)) => cli::play::run(&cli.global, &args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

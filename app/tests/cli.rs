@@ -239,3 +239,67 @@ fn catalog_pin_writes_a_catalog_with_the_digests_of_good_copies() {
         "no data folder was made"
     );
 }
+
+/// `lanspread play ID` with no lanspread running: the catalog's launch
+/// entry is started from `local/` of `--games DIR`, and the command ends.
+#[cfg(unix)]
+#[test]
+fn play_starts_an_installed_game_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_file = dir.path().join("party.ron");
+    std::fs::write(
+        &catalog_file,
+        lanspread_tests::catalog_text_with_ut_launch("bin/start.sh", &["-windowed"]),
+    )
+    .unwrap();
+    let catalog = GameCatalog::from_file(&catalog_file).unwrap();
+    let folder = GamesFolder::new();
+    folder
+        .add_payload("ut2004", &[("ut2004.zip", 1000)], 1)
+        .write_catalog_version("ut2004", &catalog);
+    let play = |folder: &GamesFolder| {
+        lanspread(&data)
+            .arg("--catalog")
+            .arg(&catalog_file)
+            .args(["play", "ut2004", "--games"])
+            .arg(folder.path())
+            .output()
+            .unwrap()
+    };
+    // Not installed yet: a clear error, nothing started.
+    let out = play(&folder);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not installed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    folder.add_local_script("ut2004", "bin/start.sh", "echo \"$@\" > played");
+    let out = play(&folder);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Unreal Tournament 2004 started"));
+    let marker = folder.path().join("ut2004/local/bin/played");
+    let started = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(started.elapsed().as_secs() < 5, "the game never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        "-windowed"
+    );
+    // The embedded catalog says nothing of how to start it.
+    let out = lanspread(&data)
+        .args(["play", "ut2004", "--games"])
+        .arg(folder.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not say how to start"));
+}

@@ -88,6 +88,11 @@ pub struct CatalogEntry {
     /// that manifest only, whatever the peers vote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// How to start the game once installed, per platform where it
+    /// differs (see [`crate::launch`]); without it the window offers
+    /// "Open folder".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch: Vec<crate::launch::LaunchEntry>,
 }
 
 impl CatalogEntry {
@@ -186,7 +191,8 @@ impl GameCatalog {
         }
     }
 
-    fn empty() -> Self {
+    /// A catalog without games.
+    pub fn empty() -> Self {
         Self {
             edition: String::new(),
             source: EMBEDDED_CATALOG_NAME.to_owned(),
@@ -197,7 +203,11 @@ impl GameCatalog {
 
     /// Parses and validates catalog text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, CatalogError> {
-        let parsed: CatalogFile = ron::from_str(text).map_err(|err| CatalogError::Parse {
+        // `os: "windows"` as well as `os: Some("windows")`: organisers write
+        // these files by hand.
+        let options = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let parsed: CatalogFile = options.from_str(text).map_err(|err| CatalogError::Parse {
             file: file.to_owned(),
             line: err.span.start.line,
             column: err.span.start.col,
@@ -228,6 +238,8 @@ impl GameCatalog {
                     entry.id
                 )));
             }
+            crate::launch::validate_entries(&entry.launch)
+                .map_err(|e| invalid(format!("game {}: {e}", entry.id)))?;
             if games.contains_key(&entry.id) {
                 return Err(invalid(format!("game id {} appears twice", entry.id)));
             }
@@ -343,6 +355,38 @@ mod tests {
         let broken = text.replacen(&pin.to_hex(), "not-hex", 1);
         let err = GameCatalog::parse(&broken, "pinned.ron").unwrap_err();
         assert!(err.to_string().contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn launch_entries_load_and_a_path_out_of_local_is_named() {
+        let with = |launch: &str| {
+            EMBEDDED_CATALOG_RON.replacen(
+                "id: \"ut2004\",",
+                &format!("id: \"ut2004\", launch: {launch},"),
+                1,
+            )
+        };
+        let text = with(
+            r#"[(os: "windows", exe: "System/UT2004.exe", args: ["-log"]), (exe: "System/ut2004-bin")]"#,
+        );
+        let catalog = GameCatalog::parse(&text, "party.ron").unwrap();
+        let entry = catalog.get_str("ut2004").unwrap();
+        assert_eq!(entry.launch.len(), 2);
+        // It survives `catalog pin`'s rewrite.
+        let again = catalog.to_ron_with_pins(&BTreeMap::new()).unwrap();
+        let reloaded = GameCatalog::parse(&again, "pinned.ron").unwrap();
+        assert_eq!(reloaded.get_str("ut2004").unwrap().launch, entry.launch);
+        for bad in [
+            r#"[(exe: "../../evil.exe")]"#,
+            r#"[(exe: "C:/Windows/system32/cmd.exe")]"#,
+            r#"[(os: "amiga", exe: "a")]"#,
+        ] {
+            let err = GameCatalog::parse(&with(bad), "party.ron").unwrap_err();
+            assert!(
+                matches!(err, CatalogError::Invalid { .. }) && err.to_string().contains("ut2004"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -66,6 +66,22 @@ pub struct Settings {
     pub manual_peers: Vec<String>,
     /// An organiser's catalog that replaces the embedded one.
     pub catalog_file: Option<PathBuf>,
+    /// All uploads together, in Mbit/s; `None`: no limit.
+    pub upload_limit_mbit: Option<u32>,
+    /// What sharing does while a game started from lanspread runs.
+    pub while_playing: crate::sharing::WhilePlaying,
+}
+
+impl Settings {
+    /// The sharing part of the settings.
+    pub fn sharing_policy(&self) -> crate::sharing::SharingPolicy {
+        crate::sharing::SharingPolicy {
+            upload_limit_bytes_per_sec: self
+                .upload_limit_mbit
+                .map(|mbit| u64::from(mbit) * crate::sharing::BYTES_PER_MBIT),
+            while_playing: self.while_playing,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -77,6 +93,8 @@ impl Default for Settings {
             discovery_interfaces: Vec::new(),
             manual_peers: Vec::new(),
             catalog_file: None,
+            upload_limit_mbit: None,
+            while_playing: crate::sharing::WhilePlaying::KeepSharing,
         }
     }
 }
@@ -362,6 +380,8 @@ mod tests {
             discovery_interfaces: vec!["eth0".into()],
             manual_peers: vec!["192.0.2.7:4747".into()],
             catalog_file: None,
+            upload_limit_mbit: Some(40),
+            while_playing: crate::sharing::WhilePlaying::LimitMbit(5),
         };
         store.save_settings(&settings).unwrap();
         drop(store);

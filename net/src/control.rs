@@ -66,12 +66,20 @@ pub enum ControlCommand {
     CatalogLoad {
         path: PathBuf,
     },
+    /// Start an installed game (the running peer watches it, for its
+    /// sharing choice while a game runs).
+    Play {
+        game: String,
+    },
 }
 
 impl ControlCommand {
     /// Commands that run for long: no read timeout on their answer.
     fn is_long(&self) -> bool {
-        !matches!(self, Self::Status | Self::CatalogLoad { .. })
+        !matches!(
+            self,
+            Self::Status | Self::CatalogLoad { .. } | Self::Play { .. }
+        )
     }
 }
 
@@ -102,6 +110,12 @@ pub struct StatusReport {
     /// A game being hashed now (a first scan), if any.
     #[serde(default)]
     pub hashing: Option<crate::library::HashingProgress>,
+    /// The upload limit and pause in force now.
+    #[serde(default)]
+    pub sharing: lanspread_core::SharingInForce,
+    /// Games started from this lanspread that still run.
+    #[serde(default)]
+    pub running: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +179,8 @@ impl StatusReport {
             downloads: state.downloads.values().cloned().collect(),
             chunks_served: state.chunks_served,
             hashing: state.hashing.clone(),
+            sharing: state.sharing,
+            running: state.running.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -357,6 +373,13 @@ async fn run_command(
                 ControlCommand::CatalogLoad { path } => {
                     (None, Command::LoadCatalog { path, reply })
                 }
+                ControlCommand::Play { game } => (
+                    None,
+                    Command::Play {
+                        game: game_id(&game)?,
+                        reply,
+                    },
+                ),
                 ControlCommand::Status | ControlCommand::Get { .. } => {
                     return Err("internal: command handled above".to_owned());
                 }

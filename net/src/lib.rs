@@ -29,6 +29,7 @@ pub mod library;
 mod local;
 pub mod open_files;
 mod platform;
+pub mod play;
 pub mod proto;
 pub mod rate;
 pub mod runtime;

@@ -25,6 +25,8 @@ pub(crate) struct LocalContext {
     pub(crate) partials: crate::swarm::PartialShares,
     /// Running downloads; the mutex guards only inserts and removals.
     pub(crate) downloads: std::sync::Mutex<BTreeMap<GameId, CancellationToken>>,
+    /// Games started from here (Play) and still running.
+    pub(crate) running: std::sync::Arc<crate::play::Running>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -94,8 +96,31 @@ impl LocalContext {
             Command::LoadCatalog { path, reply } => {
                 let _ = reply.send(self.load_catalog(&path));
             }
-            Command::AddPeer { .. } | Command::Rescan | Command::CancelDownload { .. } => {}
+            Command::Play { game, reply } => {
+                let _ = reply.send(self.play(&game));
+            }
+            Command::AddPeer { .. }
+            | Command::Rescan
+            | Command::CancelDownload { .. }
+            | Command::SetSharing { .. } => {}
         }
+    }
+
+    /// Starts an installed game (see [`crate::play`]).
+    fn play(&self, game: &GameId) -> Result<String, String> {
+        let (games_dir, _) = self.folders()?;
+        let catalog = self.catalog.get();
+        let entry = catalog
+            .get(game)
+            .ok_or_else(|| format!("{game} is not in the catalog"))?;
+        let pid = self
+            .running
+            .start(&games_dir, entry)
+            .map_err(|e| e.to_string())?;
+        // Seen as running from now, not from the next check.
+        let running = self.running.sweep();
+        self.state.send_modify(|s| s.running = running);
+        Ok(format!("{} started (process {pid})", entry.title))
     }
 
     /// Downloads the catalog's version unless it is already here.

@@ -77,6 +77,41 @@ pub fn read_exact_at(
     Ok(())
 }
 
+/// Starts a game detached from lanspread: no console or pipes of ours,
+/// its own process group (a Ctrl-C to lanspread does not reach it), and it
+/// outlives lanspread. The `Child` is kept only to see when it ends.
+pub fn spawn_detached(
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+) -> std::io::Result<std::process::Child> {
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Unix: a process group of its own, so the terminal's Ctrl-C (sent to
+    // lanspread's group) leaves the game running.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    // Windows: DETACHED_PROCESS (no console of ours, so closing a `lanspread
+    // play` console leaves it running) and CREATE_NEW_PROCESS_GROUP (Ctrl-C
+    // in our console does not reach it).
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+    }
+    command.spawn()
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(unix)]

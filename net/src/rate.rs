@@ -1,4 +1,5 @@
-//! An upload cap: a token bucket shared by every upload of this PC.
+//! An upload cap: a token bucket shared by every upload of this PC, which
+//! the user can change (or pause) while uploads run.
 
 use std::time::Duration;
 
@@ -63,6 +64,53 @@ impl RateLimit {
     }
 }
 
+/// The cap in force, changed live: every piece looks it up before it
+/// waits for tokens, so a new limit applies from the next piece on.
+#[derive(Debug, Default)]
+pub struct LiveLimit {
+    /// `None`: no cap. Held only to clone or replace the `Arc`.
+    current: std::sync::RwLock<Option<std::sync::Arc<RateLimit>>>,
+    paused: std::sync::atomic::AtomicBool,
+}
+
+impl LiveLimit {
+    pub fn new(bytes_per_sec: Option<u64>) -> Self {
+        let limit = Self::default();
+        limit.set(bytes_per_sec, false);
+        limit
+    }
+
+    /// Applies a new cap (a fresh bucket) and pause state.
+    pub fn set(&self, bytes_per_sec: Option<u64>, paused: bool) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let unchanged = current.as_ref().map(|l| l.bytes_per_sec as u64) == bytes_per_sec;
+        if !unchanged {
+            *current = bytes_per_sec.map(|rate| std::sync::Arc::new(RateLimit::new(rate)));
+        }
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn current(&self) -> Option<std::sync::Arc<RateLimit>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until `bytes` may be sent under the cap in force, in `turn`'s
+    /// place; at once when there is none.
+    pub async fn take_in_turn(&self, turn: &Turn, bytes: usize) {
+        if let Some(limit) = self.current() {
+            limit.take_in_turn(turn, bytes).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +125,25 @@ mod tests {
         // 2 MB at 1 MB/s, minus the 256 KiB burst.
         let elapsed = started.elapsed().as_secs_f64();
         assert!((1.6..=2.1).contains(&elapsed), "{elapsed}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_limit_changes_from_the_next_piece() {
+        let live = LiveLimit::new(None);
+        let turn = Turn::default();
+        let started = Instant::now();
+        for _ in 0..20 {
+            live.take_in_turn(&turn, 100_000).await;
+        }
+        assert!(started.elapsed() < Duration::from_millis(1));
+        live.set(Some(1_000_000), false);
+        let started = Instant::now();
+        for _ in 0..20 {
+            live.take_in_turn(&turn, 100_000).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        assert!((1.6..=2.1).contains(&elapsed), "{elapsed}");
+        live.set(None, true);
+        assert!(live.is_paused());
     }
 }

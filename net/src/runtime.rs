@@ -48,8 +48,11 @@ pub struct PeerConfig {
     pub manual_peers: Vec<String>,
     pub discovery: DiscoveryConfig,
     pub catalog: GameCatalog,
-    /// Cap on all uploads together, in bytes per second.
+    /// Cap on all uploads together, in bytes per second (changed live
+    /// with [`Command::SetSharing`]).
     pub upload_limit_bytes_per_sec: Option<u64>,
+    /// What sharing does while a game started from this lanspread runs.
+    pub while_playing: lanspread_core::WhilePlaying,
 }
 
 impl PeerConfig {
@@ -64,6 +67,7 @@ impl PeerConfig {
             discovery: DiscoveryConfig::default(),
             catalog,
             upload_limit_bytes_per_sec: None,
+            while_playing: lanspread_core::WhilePlaying::KeepSharing,
         }
     }
 }
@@ -104,6 +108,10 @@ pub struct PeerState {
     /// What updating a game would move, by game id, with the catalog
     /// version it was worked out for.
     pub update_plans: BTreeMap<String, (String, crate::download::UpdatePlan)>,
+    /// Games started from this lanspread (Play) whose process still runs.
+    pub running: std::collections::BTreeSet<GameId>,
+    /// The upload limit and pause in force now.
+    pub sharing: lanspread_core::SharingInForce,
 }
 
 /// Something that happened, for logs and the GUI.
@@ -177,6 +185,16 @@ pub enum Command {
         path: PathBuf,
         reply: Reply,
     },
+    /// Start an installed game from its catalog `launch` entry, detached.
+    Play {
+        game: GameId,
+        reply: Reply,
+    },
+    /// Change the upload limit and the choice for while a game runs; it
+    /// applies at once, to uploads already running too.
+    SetSharing {
+        policy: lanspread_core::SharingPolicy,
+    },
 }
 
 /// The answer to a local command: what happened, in words, or why not.
@@ -214,6 +232,7 @@ pub struct PeerHandle {
     peer_id: [u8; 16],
     runtime: tokio::runtime::Handle,
     store: Option<Store>,
+    bytes_uploaded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PeerHandle {
@@ -265,6 +284,7 @@ impl PeerHandle {
         let catalog = CatalogCell::new(config.catalog.clone());
         let shutdown = CancellationToken::new();
         let store_handle = store.clone();
+        let bytes_uploaded = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let parts = Parts {
             config,
             store,
@@ -278,6 +298,7 @@ impl PeerHandle {
             catalog: catalog.clone(),
             shutdown: shutdown.clone(),
             repaint,
+            bytes_uploaded: bytes_uploaded.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("lanspread-peer".into())
@@ -320,7 +341,15 @@ impl PeerHandle {
             peer_id,
             runtime,
             store: store_handle,
+            bytes_uploaded,
         })
+    }
+
+    /// Payload bytes this peer has handed to QUIC for others since it
+    /// started (uploads, as the upload limit paces them).
+    pub fn bytes_uploaded(&self) -> u64 {
+        self.bytes_uploaded
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store this peer opened in its data folder (one per process: a
@@ -426,6 +455,7 @@ struct Parts {
     catalog: CatalogCell,
     shutdown: CancellationToken,
     repaint: Option<RepaintHook>,
+    bytes_uploaded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Ready = Result<
@@ -451,6 +481,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         catalog,
         shutdown,
         repaint,
+        bytes_uploaded,
     } = parts;
     let endpoint = match open_endpoint(config.listen, &identity) {
         Ok(endpoint) => endpoint,
@@ -488,14 +519,22 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         ..PeerState::default()
     });
     let (library_tx, library_rx) = watch::channel(LibrarySnapshot::default());
+    let upload_limit = Arc::new(crate::rate::LiveLimit::new(
+        config.upload_limit_bytes_per_sec,
+    ));
+    let (policy_tx, policy_rx) = watch::channel(lanspread_core::SharingPolicy {
+        upload_limit_bytes_per_sec: config.upload_limit_bytes_per_sec,
+        while_playing: config.while_playing,
+    });
+    let (in_force_tx, in_force_rx) = watch::channel(policy_rx.borrow().in_force(false));
+    let running = Arc::new(crate::play::Running::default());
     let partials = PartialShares::default();
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<SocketAddr>(64);
     let context = Arc::new(ServeContext {
         games_dir: config.games_dir.clone(),
-        upload_limit: config
-            .upload_limit_bytes_per_sec
-            .map(crate::rate::RateLimit::new),
+        upload_limit: upload_limit.clone(),
         chunks_served: std::sync::atomic::AtomicU64::new(0),
+        bytes_uploaded,
         catalog: catalog.clone(),
         transfers: transfers.clone(),
         library: library_rx,
@@ -578,6 +617,17 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         repaint,
         shutdown.child_token(),
     ));
+    tasks.spawn(keep_sharing(
+        SharingInputs {
+            policy: policy_rx,
+            running: running.clone(),
+            limit: upload_limit,
+            transfers: transfers.clone(),
+            in_force: in_force_tx,
+        },
+        state_tx.clone(),
+        shutdown.child_token(),
+    ));
     let (rescan_tx, rescan_rx) = mpsc::channel(1);
     if let (Some(games_dir), Some(store)) = (config.games_dir.clone(), store.clone()) {
         tasks.spawn(keep_library(
@@ -587,6 +637,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
                 catalog: catalog.clone(),
                 transfers: transfers.clone(),
                 partials: partials.clone(),
+                sharing: in_force_rx,
             },
             library_tx,
             state_tx.clone(),
@@ -620,6 +671,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         rescan: rescan_tx.clone(),
         partials,
         downloads: std::sync::Mutex::new(BTreeMap::new()),
+        running,
         shutdown: shutdown.child_token(),
     });
     let mut jobs = tokio::task::JoinSet::new();
@@ -637,6 +689,9 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
                     let _ = rescan_tx.try_send(());
                 }
                 Some(Command::CancelDownload { game }) => local.cancel_download(&game),
+                Some(Command::SetSharing { policy }) => {
+                    policy_tx.send_replace(policy);
+                }
                 Some(command) => {
                     let local = local.clone();
                     let events = events.clone();
@@ -701,6 +756,8 @@ struct LibraryInputs {
     catalog: CatalogCell,
     transfers: OutboundTransfers,
     partials: PartialShares,
+    /// What sharing is allowed now (paused: nothing is announced).
+    sharing: watch::Receiver<lanspread_core::SharingInForce>,
 }
 
 /// Longest the endpoint waits for its connections to close at shutdown.
@@ -722,6 +779,7 @@ async fn keep_library(
 ) {
     let inputs = Arc::new(inputs);
     let mut active_updates = inputs.transfers.subscribe();
+    let mut sharing = inputs.sharing.clone();
     let mut partial_updates = inputs.partials.subscribe();
     let mut peer_updates = state.subscribe();
     let mut announced_at;
@@ -798,10 +856,17 @@ async fn keep_library(
         }
         let fingerprint = *inputs.catalog.get().fingerprint().as_bytes();
         announced_at = tokio::time::Instant::now();
+        let paused = sharing.borrow_and_update().paused;
+        // Paused: no game is offered, whole or partial.
+        let partials = if paused {
+            Vec::new()
+        } else {
+            inputs.partials.all()
+        };
         publish_library(
             &inputs.transfers,
-            &manifests,
-            &inputs.partials,
+            if paused { &NOTHING } else { &manifests },
+            &partials,
             fingerprint,
             &library,
             &state,
@@ -815,6 +880,10 @@ async fn keep_library(
             changed = active_updates.changed() => {
                 if changed.is_err() { break; }
                 active_updates.borrow_and_update();
+                scan_now = false;
+            }
+            changed = sharing.changed() => {
+                if changed.is_err() { break; }
                 scan_now = false;
             }
             changed = peer_updates.changed() => {
@@ -855,11 +924,10 @@ async fn keep_empty_library(
     loop {
         let fingerprint = *catalog.get().fingerprint().as_bytes();
         let none = BTreeMap::new();
-        let no_partials = PartialShares::default();
         publish_library(
             &transfers,
             &none,
-            &no_partials,
+            &[],
             fingerprint,
             &library,
             &state,
@@ -873,19 +941,22 @@ async fn keep_empty_library(
     }
 }
 
+/// No games: what a PC that paused sharing announces.
+static NOTHING: BTreeMap<GameId, Arc<lanspread_core::Manifest>> = BTreeMap::new();
+
 /// Publishes the announced list. A new catalog also moves the revision, so
 /// peers waiting on a long-poll learn of it at once; and the "same catalog"
 /// flag of every known peer is judged again against it.
 fn publish_library(
     transfers: &OutboundTransfers,
     manifests: &BTreeMap<GameId, Arc<lanspread_core::Manifest>>,
-    partials: &PartialShares,
+    partials: &[Arc<crate::swarm::PartialGame>],
     catalog_fingerprint: [u8; 32],
     library: &watch::Sender<LibrarySnapshot>,
     state: &watch::Sender<PeerState>,
     events: &broadcast::Sender<Event>,
 ) {
-    let games = LibrarySnapshot::announced(manifests, &partials.all(), &transfers.active_games());
+    let games = LibrarySnapshot::announced(manifests, partials, &transfers.active_games());
     let peers = exchanged_peers(&state.borrow());
     let mut bumped = None;
     let mut new_catalog = false;
@@ -924,4 +995,61 @@ fn exchanged_peers(state: &PeerState) -> Vec<SocketAddr> {
     peers.sort_unstable();
     peers.truncate(crate::proto::MAX_EXCHANGED_PEERS);
     peers
+}
+
+/// What [`keep_sharing`] works with.
+struct SharingInputs {
+    policy: watch::Receiver<lanspread_core::SharingPolicy>,
+    running: Arc<crate::play::Running>,
+    limit: Arc<crate::rate::LiveLimit>,
+    transfers: OutboundTransfers,
+    in_force: watch::Sender<lanspread_core::SharingInForce>,
+}
+
+/// How often the games started from here are checked for having ended.
+const PLAYING_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Applies the sharing policy: at once when it changes, and when a game
+/// started from here starts or ends (checked twice a second). A pause
+/// stops every upload at once and announces no games until it ends.
+async fn keep_sharing(
+    mut inputs: SharingInputs,
+    state: watch::Sender<PeerState>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(PLAYING_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let running = inputs.running.sweep();
+        let policy = *inputs.policy.borrow_and_update();
+        let now = policy.in_force(!running.is_empty());
+        let before = *inputs.in_force.borrow();
+        if now != before || state.borrow().sharing != now {
+            // The flag first, then the cancel: an upload registered in
+            // between sees the flag; one registered before is cancelled.
+            inputs.limit.set(now.limit_bytes_per_sec, now.paused);
+            if now.paused && !before.paused {
+                for game in inputs.transfers.snapshot().outbound.keys() {
+                    inputs.transfers.cancel_transfers(game);
+                }
+            }
+            tracing::info!(
+                "sharing: {}",
+                now.words().unwrap_or_else(|| "no limit".to_owned())
+            );
+            inputs.in_force.send_replace(now);
+        }
+        state.send_if_modified(|s| {
+            let changed = s.running != running || s.sharing != now;
+            s.running = running;
+            s.sharing = now;
+            changed
+        });
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            changed = inputs.policy.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
+        }
+    }
 }

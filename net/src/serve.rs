@@ -63,10 +63,13 @@ impl CatalogCell {
 #[derive(Debug)]
 pub struct ServeContext {
     pub games_dir: Option<PathBuf>,
-    /// The upload cap for all transfers of this PC, if one is set.
-    pub upload_limit: Option<crate::rate::RateLimit>,
+    /// The upload cap for all transfers of this PC, and whether sharing
+    /// is paused; both change live.
+    pub upload_limit: Arc<crate::rate::LiveLimit>,
     /// Chunk transfers sent completely, since start.
     pub chunks_served: std::sync::atomic::AtomicU64,
+    /// Payload bytes handed to QUIC for peers, since start.
+    pub bytes_uploaded: Arc<std::sync::atomic::AtomicU64>,
     pub catalog: CatalogCell,
     pub transfers: OutboundTransfers,
     pub library: watch::Receiver<LibrarySnapshot>,
@@ -633,11 +636,18 @@ fn prepare_chunk(
     context: &ServeContext,
     ask: &ChunkRequest<'_>,
 ) -> Result<(TransferGuard, u64, Vec<RangeFile>), WireError> {
-    // 1. The guard, before anything is checked.
+    // 1. The guard, before anything is checked (a pause cancels every
+    // guard registered before it; this one sees the pause below).
     let guard = context
         .transfers
         .register_to(ask.game, ask.to.as_ref().map(crate::discovery::id_hex))
         .map_err(|_| busy(ask.game))?;
+    if context.upload_limit.is_paused() {
+        return Err(WireError::new(
+            ErrorCode::Busy,
+            "this PC's owner paused sharing while playing",
+        ));
+    }
     // 2. Eligibility, and where the bytes are.
     let total = check_request(ask)?;
     let located = locate_ranges(context, ask)?;
@@ -677,7 +687,7 @@ async fn serve_chunk(
         );
         return respond(send, &Response::Error(error)).await;
     };
-    let pace = context.upload_limit.as_ref().map(|limit| (limit, turn));
+    let pace = (&*context.upload_limit, turn);
     let mut ended = send_header(send, total, &guard, shutdown).await;
     for (range, file) in ask.ranges.iter().zip(&located) {
         if !matches!(ended, Ended::Done) {
@@ -690,7 +700,16 @@ async fn serve_chunk(
                 break;
             }
         };
-        ended = stream_range(send, &file, range, &guard, shutdown, pace).await;
+        ended = stream_range(
+            send,
+            &file,
+            range,
+            &guard,
+            shutdown,
+            pace,
+            &context.bytes_uploaded,
+        )
+        .await;
         // Close the file before the guard goes: once the count is zero, an
         // operation may move the folder (Windows refuses that with files
         // open).
@@ -784,7 +803,8 @@ async fn stream_range(
     range: &ByteRange,
     guard: &TransferGuard,
     shutdown: &CancellationToken,
-    pace: Option<(&crate::rate::RateLimit, &crate::rate::Turn)>,
+    pace: (&crate::rate::LiveLimit, &crate::rate::Turn),
+    uploaded: &std::sync::atomic::AtomicU64,
 ) -> Ended {
     let (offset, len) = (range.offset, range.len);
     let mut done = 0u64;
@@ -809,13 +829,12 @@ async fn stream_range(
             Ok(piece) => piece,
             Err(err) => return Ended::ReadFailed(err),
         };
-        if let Some((limit, turn)) = pace {
-            tokio::select! {
-                biased;
-                () = guard.cancelled() => return Ended::Cancelled,
-                () = shutdown.cancelled() => return Ended::Cancelled,
-                () = limit.take_in_turn(turn, want) => {}
-            }
+        let (limit, turn) = pace;
+        tokio::select! {
+            biased;
+            () = guard.cancelled() => return Ended::Cancelled,
+            () = shutdown.cancelled() => return Ended::Cancelled,
+            () = limit.take_in_turn(turn, want) => {}
         }
         let write = send.write_chunk(piece);
         let written = tokio::select! {
@@ -829,6 +848,7 @@ async fn stream_range(
             Ok(Err(_)) => return Ended::PeerGone,
             Ok(Ok(())) => {}
         }
+        uploaded.fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
         done += want as u64;
     }
     Ended::Done

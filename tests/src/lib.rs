@@ -203,7 +203,43 @@ pub fn catalog_text_with_ut_version(version: &str) -> String {
     )
 }
 
+/// The embedded catalog's text with a `launch` entry for `ut2004`: `exe`
+/// (relative to `local/`) with `args`, on every platform.
+pub fn catalog_text_with_ut_launch(exe: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+        "id: \"ut2004\",",
+        &format!(
+            "id: \"ut2004\", launch: [(exe: {exe:?}, args: [{}])],",
+            args.join(", ")
+        ),
+        1,
+    )
+}
+
+/// [`catalog_text_with_ut_launch`], loaded.
+pub fn catalog_with_ut_launch(exe: &str, args: &[&str]) -> GameCatalog {
+    GameCatalog::parse(
+        &catalog_text_with_ut_launch(exe, args),
+        "test catalog with a launch entry",
+    )
+    .expect("a valid catalog")
+}
+
 impl GamesFolder {
+    /// Writes an executable shell script at `local/<name>` of `id` (a game
+    /// to Play in tests).
+    #[cfg(unix)]
+    pub fn add_local_script(&self, id: &str, name: &str, body: &str) -> &Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.game_dir(id).join("local").join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create local/");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write the script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make it executable");
+        self
+    }
+
     /// Version 1 of a patched game (`ut2004`, 252 MiB): a 136 MiB archive,
     /// ten files of 2 MiB, ten of 10 MiB and fifty small maps.
     pub fn add_patch_version_1(&self) -> &Self {

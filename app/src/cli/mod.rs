@@ -7,6 +7,7 @@ pub mod lan;
 pub mod library;
 pub mod ops;
 pub mod peer_args;
+pub mod play;
 pub mod serve;
 pub mod status;
 

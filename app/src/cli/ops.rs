@@ -112,6 +112,7 @@ pub fn run(global: &GlobalArgs, args: &OpArgs, op: Op) -> anyhow::Result<()> {
             discovery: args.peers.discovery(),
             catalog,
             upload_limit_bytes_per_sec: args.peers.upload_limit_bytes_per_sec(),
+            while_playing: lanspread_core::WhilePlaying::KeepSharing,
         };
         Some(PeerHandle::start(config, None)?)
     };
@@ -170,7 +171,7 @@ pub fn run(global: &GlobalArgs, args: &OpArgs, op: Op) -> anyhow::Result<()> {
 }
 
 /// A running peer on another games folder must not be handed this one.
-fn check_same_games_dir(data_dir: &Path, games: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn check_same_games_dir(data_dir: &Path, games: Option<&Path>) -> anyhow::Result<()> {
     let Some(games) = games else { return Ok(()) };
     let status = control::request(data_dir, ControlCommand::Status)?;
     let running = status["games_dir"].as_str().map(PathBuf::from);

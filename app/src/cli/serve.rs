@@ -28,6 +28,24 @@ pub struct ServeArgs {
     name: Option<String>,
     #[command(flatten)]
     peers: PeerArgs,
+    /// While a game started with `lanspread play` runs: `keep` sharing,
+    /// `pause` it, or limit uploads to N Mbit/s.
+    #[arg(long, value_name = "keep|pause|MBIT", default_value = "keep", value_parser = parse_while_playing)]
+    while_playing: lanspread_core::WhilePlaying,
+}
+
+fn parse_while_playing(raw: &str) -> Result<lanspread_core::WhilePlaying, String> {
+    use lanspread_core::WhilePlaying;
+    match raw {
+        "keep" => Ok(WhilePlaying::KeepSharing),
+        "pause" => Ok(WhilePlaying::Pause),
+        mbit => mbit
+            .parse::<u32>()
+            .ok()
+            .filter(|m| *m > 0)
+            .map(WhilePlaying::LimitMbit)
+            .ok_or_else(|| format!("{raw:?}: say keep, pause or a number of Mbit/s")),
+    }
 }
 
 pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
@@ -48,6 +66,7 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         discovery: args.peers.discovery(),
         catalog,
         upload_limit_bytes_per_sec: args.peers.upload_limit_bytes_per_sec(),
+        while_playing: args.while_playing,
     };
     let peer = PeerHandle::start(config, None)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -20,13 +20,24 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
     }
     let report: StatusReport = serde_json::from_value(answer)?;
     let mut out = format!(
-        "{} ({}) listening on {}\n\n",
+        "{} ({}) listening on {}\n",
         report.name,
         report.peer_id,
         report
             .addr
             .map_or_else(|| "-".to_owned(), |a| a.to_string())
     );
+    out.push_str(&format!(
+        "sharing: {}\n",
+        report
+            .sharing
+            .words()
+            .unwrap_or_else(|| "no upload limit".to_owned())
+    ));
+    if !report.running.is_empty() {
+        out.push_str(&format!("running: {}\n", report.running.join(", ")));
+    }
+    out.push('\n');
     let peers: Vec<Vec<String>> = report
         .peers
         .iter()
