@@ -53,14 +53,20 @@ impl Demo {
         self.root.path().join(format!("peer{index}/games"))
     }
 
-    /// Generates the games and starts the three peers.
-    pub fn start(catalog: &GameCatalog) -> anyhow::Result<Self> {
+    /// Generates the games and starts the three peers; `percent` is told
+    /// how much of the games is written.
+    pub fn start(catalog: &GameCatalog, percent: &dyn Fn(u8)) -> anyhow::Result<Self> {
         let root = tempfile::Builder::new()
             .prefix("lanspread-demo-")
             .tempdir()?;
         let originals = root.path().join("originals");
         let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
         let mut block = vec![0u8; 1 << 20];
+        let total: usize = GAMES
+            .iter()
+            .flat_map(|(_, files, _)| files.iter().map(|(_, mib)| mib))
+            .sum();
+        let mut written = 0;
         for (id, files, _) in GAMES {
             let dir = originals.join(id);
             std::fs::create_dir_all(&dir)?;
@@ -69,6 +75,8 @@ impl Demo {
                 for _ in 0..*mib {
                     rng.fill_bytes(&mut block);
                     file.write_all(&block)?;
+                    written += 1;
+                    percent(u8::try_from(written * 100 / total.max(1)).unwrap_or(100));
                 }
                 file.flush()?;
             }

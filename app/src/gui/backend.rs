@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use lanspread_core::{GameCatalog, Settings, Store};
 use lanspread_net::discovery::DiscoveryConfig;
 use lanspread_net::download::DownloadReport;
-use lanspread_net::{Command, PeerConfig, PeerHandle};
+use lanspread_net::{Command, PeerConfig, PeerHandle, PeerState};
 use tokio::sync::oneshot;
 
 use super::model::{Snapshot, UiCommand};
@@ -29,6 +30,83 @@ enum Pending {
     Download(oneshot::Receiver<Result<DownloadReport, String>>),
 }
 
+/// The slow steps of (re)starting: starting a peer (it recovers
+/// interrupted operations and binds its socket) and making the demo's games
+/// (about 290 MiB written). Behind a trait so a test can make them slower
+/// and check that the window keeps drawing meanwhile.
+pub trait Starter: Send + Sync {
+    fn start_peer(
+        &self,
+        config: PeerConfig,
+        repaint: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> anyhow::Result<PeerHandle>;
+    /// Makes the demo's games and starts its peers; `percent` is told how
+    /// far it got.
+    fn start_demo(&self, catalog: &GameCatalog, percent: &dyn Fn(u8)) -> anyhow::Result<Demo>;
+}
+
+/// The real thing.
+#[derive(Debug, Default)]
+pub struct RealStarter;
+
+impl Starter for RealStarter {
+    fn start_peer(
+        &self,
+        config: PeerConfig,
+        repaint: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> anyhow::Result<PeerHandle> {
+        match PeerHandle::start(config.clone(), repaint.clone()) {
+            Ok(peer) => Ok(peer),
+            // Another lanspread on this PC may hold the default port.
+            Err(err) if config.listen.port() != 0 && is_port_taken(&err) => {
+                tracing::warn!("{err}; listening on another port");
+                let mut config = config;
+                config.listen.set_port(0);
+                Ok(PeerHandle::start(config, repaint)?)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn start_demo(&self, catalog: &GameCatalog, percent: &dyn Fn(u8)) -> anyhow::Result<Demo> {
+        Demo::start(catalog, percent)
+    }
+}
+
+/// Whether starting failed because the port is in use (only then is
+/// another port tried).
+fn is_port_taken(err: &lanspread_net::runtime::RuntimeError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::AddrInUse;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// A restart or a demo start running on a worker thread.
+struct Starting {
+    /// What the window says meanwhile.
+    what: &'static str,
+    /// How far it got, where it can tell (0-100), else 255.
+    percent: Arc<AtomicU8>,
+    done: std::sync::mpsc::Receiver<Started>,
+}
+
+/// What a worker thread hands back.
+struct Started {
+    peer: anyhow::Result<PeerHandle>,
+    catalog: crate::context::LoadedCatalog,
+    catalog_file: Option<PathBuf>,
+    /// The new demo, when it started one.
+    demo: Option<anyhow::Result<Demo>>,
+    settings: Settings,
+    /// The notice once it worked.
+    notice: String,
+}
+
 /// Owns the peer (and the demo peers, in demo mode).
 pub struct Backend {
     launch: Launch,
@@ -40,6 +118,12 @@ pub struct Backend {
     pending: Vec<Pending>,
     repaint: Option<Arc<dyn Fn() + Send + Sync>>,
     pub demo: Option<Demo>,
+    starter: Arc<dyn Starter>,
+    /// The settings the running peer was started with.
+    started_with: Settings,
+    starting: Option<Starting>,
+    /// The last state drawn, shown while the peer restarts.
+    last_state: PeerState,
 }
 
 impl std::fmt::Debug for Backend {
@@ -51,10 +135,20 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// Starts the peer on the data folder with the saved settings.
+    /// Starts the peer on the data folder with the saved settings (before
+    /// the first frame: the window opens on a running peer).
     pub fn start(
         launch: Launch,
         repaint: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> anyhow::Result<(Self, Settings)> {
+        Self::start_with(launch, repaint, Arc::new(RealStarter))
+    }
+
+    /// [`Self::start`] with another [`Starter`].
+    pub fn start_with(
+        launch: Launch,
+        repaint: Option<Arc<dyn Fn() + Send + Sync>>,
+        starter: Arc<dyn Starter>,
     ) -> anyhow::Result<(Self, Settings)> {
         let settings = {
             let store = Store::open(&launch.data_dir)?;
@@ -70,27 +164,41 @@ impl Backend {
             pending: Vec::new(),
             repaint,
             demo: None,
+            starter,
+            started_with: settings.clone(),
+            starting: None,
+            last_state: PeerState::default(),
         };
-        backend.restart(&settings, None)?;
+        let (config, catalog_file) = backend.config(&settings, None);
+        let loaded = crate::context::load_catalog(catalog_file.clone());
+        let peer = backend.starter.start_peer(
+            with_catalog(config, &loaded.catalog),
+            backend.repaint.clone(),
+        )?;
+        backend.adopt(Started {
+            peer: Ok(peer),
+            catalog: loaded,
+            catalog_file,
+            demo: None,
+            settings: settings.clone(),
+            notice: String::new(),
+        });
         Ok((backend, settings))
     }
 
-    /// (Re)starts the peer with `settings`; in demo mode, with the demo's
-    /// folders and peers.
-    fn restart(&mut self, settings: &Settings, manual: Option<Vec<String>>) -> anyhow::Result<()> {
-        if let Some(peer) = self.peer.take() {
-            peer.shutdown();
-        }
+    /// The peer's config for `settings` (the catalog is filled in once
+    /// loaded), and the catalog file to load.
+    fn config(
+        &self,
+        settings: &Settings,
+        manual: Option<Vec<String>>,
+    ) -> (PeerConfig, Option<PathBuf>) {
         let catalog_file = self
             .launch
             .catalog_override
             .clone()
             .or(settings.catalog_file.clone());
-        let loaded = crate::context::load_catalog(catalog_file.clone());
-        self.catalog_file = catalog_file.filter(|_| loaded.warning.is_none());
-        self.catalog_warning = loaded.warning;
-        self.catalog = Arc::new(loaded.catalog);
-        let mut config = PeerConfig::loopback((*self.catalog).clone());
+        let mut config = PeerConfig::loopback(GameCatalog::empty());
         config.listen = std::net::SocketAddr::from(([0, 0, 0, 0], crate::cli::serve::DEFAULT_PORT));
         config.data_dir = Some(self.launch.data_dir.clone());
         config.games_dir = settings.games_dir.clone();
@@ -104,23 +212,119 @@ impl Backend {
             enabled: settings.discovery_enabled && !self.launch.discovery_off,
             interfaces: settings.discovery_interfaces.clone(),
         };
-        if self.demo.is_some() {
-            config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            config.discovery.enabled = false;
+        let policy = settings.sharing_policy();
+        config.upload_limit_bytes_per_sec = policy.upload_limit_bytes_per_sec;
+        config.while_playing = policy.while_playing;
+        (config, catalog_file)
+    }
+
+    /// Takes what a start handed back.
+    fn adopt(&mut self, started: Started) {
+        self.catalog_file = started
+            .catalog_file
+            .filter(|_| started.catalog.warning.is_none());
+        self.catalog_warning = started.catalog.warning;
+        self.catalog = Arc::new(started.catalog.catalog);
+        self.started_with = started.settings;
+        if let Ok(peer) = &started.peer {
+            tracing::info!(addr = %peer.listen_addr(), "peer started");
         }
-        let peer = match PeerHandle::start(config.clone(), self.repaint.clone()) {
-            Ok(peer) => peer,
-            // The default port may be taken (another lanspread on this PC).
-            Err(err) if config.listen.port() != 0 => {
-                tracing::warn!("{err}; listening on another port");
-                config.listen.set_port(0);
-                PeerHandle::start(config, self.repaint.clone())?
-            }
-            Err(err) => return Err(err.into()),
+        self.peer = started.peer.ok();
+    }
+
+    /// Restarts the peer with `settings` on a worker thread: the old peer
+    /// stops there (it may wait for its connections), then the new one
+    /// starts. The window keeps drawing the last state meanwhile.
+    fn restart_in_background(
+        &mut self,
+        settings: Settings,
+        manual: Option<Vec<String>>,
+        make_demo: bool,
+        notice: String,
+    ) {
+        let (mut config, catalog_file) = self.config(&settings, manual);
+        if let Some(peer) = &self.peer {
+            self.last_state = peer.state();
+        }
+        let old = self.peer.take();
+        let old_demo = if make_demo { self.demo.take() } else { None };
+        let in_demo = self.demo.is_some() || make_demo;
+        let starter = self.starter.clone();
+        let repaint = self.repaint.clone();
+        let percent = Arc::new(AtomicU8::new(u8::MAX));
+        let told = percent.clone();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let current_catalog = (*self.catalog).clone();
+        let spawned = std::thread::Builder::new()
+            .name("lanspread-restart".into())
+            .spawn(move || {
+                if let Some(old) = old {
+                    old.shutdown();
+                }
+                drop(old_demo);
+                let mut demo = None;
+                if make_demo {
+                    let tell = |p: u8| {
+                        told.store(p, Ordering::Relaxed);
+                        if let Some(repaint) = &repaint {
+                            repaint();
+                        }
+                    };
+                    let made = starter.start_demo(&current_catalog, &tell);
+                    if let Ok(made) = &made {
+                        config.data_dir = Some(made.own_data.clone());
+                        config.games_dir = Some(made.own_games.clone());
+                        config.manual_peers =
+                            made.addrs().iter().map(ToString::to_string).collect();
+                    }
+                    demo = Some(made);
+                }
+                if in_demo {
+                    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                    config.discovery.enabled = false;
+                }
+                let loaded = crate::context::load_catalog(catalog_file.clone());
+                let peer = match &demo {
+                    Some(Err(err)) => Err(anyhow::anyhow!("{err}")),
+                    _ => starter.start_peer(with_catalog(config, &loaded.catalog), repaint.clone()),
+                };
+                let _ = done_tx.send(Started {
+                    peer,
+                    catalog: loaded,
+                    catalog_file,
+                    demo,
+                    settings,
+                    notice,
+                });
+                if let Some(repaint) = &repaint {
+                    repaint();
+                }
+            });
+        let what = if make_demo {
+            "making the demo games"
+        } else {
+            "restarting the network"
         };
-        tracing::info!(addr = %peer.listen_addr(), "peer started");
-        self.peer = Some(peer);
-        Ok(())
+        match spawned {
+            Ok(_) => {
+                self.starting = Some(Starting {
+                    what,
+                    percent,
+                    done,
+                });
+            }
+            Err(err) => tracing::error!("cannot start a thread to restart: {err}"),
+        }
+    }
+
+    /// What the window says while a restart runs: "restarting the network…".
+    pub fn busy(&self) -> Option<String> {
+        self.starting
+            .as_ref()
+            .map(|s| match s.percent.load(Ordering::Relaxed) {
+                u8::MAX => format!("{}…", s.what),
+                p => format!("{} {p} %…", s.what),
+            })
     }
 
     /// The folder of the organiser's catalog in use, if one is.
@@ -140,13 +344,16 @@ impl Backend {
             peer: self
                 .peer
                 .as_ref()
-                .map(PeerHandle::state)
-                .unwrap_or_default(),
+                .map_or_else(|| self.last_state.clone(), PeerHandle::state),
         }
     }
 
     fn send(&mut self, make: impl FnOnce() -> (Command, Pending)) -> Result<(), String> {
-        let peer = self.peer.as_ref().ok_or("lanspread is not running")?;
+        let peer = self.peer.as_ref().ok_or(if self.starting.is_some() {
+            "lanspread is restarting; try again in a moment"
+        } else {
+            "lanspread is not running"
+        })?;
         let (command, pending) = make();
         peer.send(command)?;
         self.pending.push(pending);
@@ -181,6 +388,9 @@ impl Backend {
             UiCommand::Uninstall(game) => {
                 self.send(text(|game, reply| Command::Uninstall { game, reply }, game))
             }
+            UiCommand::Play(game) => {
+                self.send(text(|game, reply| Command::Play { game, reply }, game))
+            }
             UiCommand::Update(game) => {
                 self.send(text(|game, reply| Command::Update { game, reply }, game))
             }
@@ -211,61 +421,111 @@ impl Backend {
             UiCommand::OpenFolder(dir) => {
                 crate::platform::open_folder(&dir).map_err(|e| e.to_string())
             }
-            UiCommand::SaveSettings(settings) => return Some(self.save_settings(&settings)),
+            UiCommand::SaveSettings(settings) => return Some(self.save_settings(settings)),
             UiCommand::StartDemo => return Some(self.start_demo()),
         };
         result.err()
     }
 
-    fn save_settings(&mut self, settings: &Settings) -> String {
+    fn save_settings(&mut self, settings: Settings) -> String {
         if self.demo.is_some() {
             return "Settings are not saved in the demo.".to_owned();
+        }
+        if self.starting.is_some() {
+            return "lanspread is restarting; save again in a moment".to_owned();
         }
         let saved = self
             .peer
             .as_ref()
             .and_then(PeerHandle::store)
-            .map(|store| store.save_settings(settings));
+            .map(|store| store.save_settings(&settings));
         match saved {
             Some(Err(err)) => return format!("The settings could not be saved: {err}"),
             None => return "The settings could not be saved: lanspread is not running".to_owned(),
             Some(Ok(())) => {}
         }
-        match self.restart(settings, None) {
-            Ok(()) => "Settings saved.".to_owned(),
-            Err(err) => format!("Settings saved, but lanspread could not restart: {err}"),
+        // Only the sharing part changed: applied live, no restart.
+        let sharing_only = Settings {
+            upload_limit_mbit: self.started_with.upload_limit_mbit,
+            while_playing: self.started_with.while_playing,
+            ..settings.clone()
+        } == self.started_with;
+        if sharing_only {
+            let sent = self.peer.as_ref().map(|peer| {
+                peer.send(Command::SetSharing {
+                    policy: settings.sharing_policy(),
+                })
+            });
+            self.started_with = settings;
+            return match sent {
+                Some(Ok(())) => "Settings saved; the upload settings apply now.".to_owned(),
+                Some(Err(err)) => format!("Settings saved, but not applied: {err}"),
+                None => "Settings saved.".to_owned(),
+            };
         }
+        self.restart_in_background(settings, None, false, "Settings saved.".to_owned());
+        "Saving the settings: restarting the network…".to_owned()
     }
 
-    /// Switches to demo mode: three peers in this process, temporary folders.
+    /// Switches to demo mode: three peers in this process, temporary
+    /// folders; the games are made on a worker thread.
     pub fn start_demo(&mut self) -> String {
-        if let Some(peer) = self.peer.take() {
-            peer.shutdown();
+        if self.starting.is_some() {
+            return "lanspread is restarting; try again in a moment".to_owned();
         }
-        let demo = match Demo::start(&self.catalog) {
-            Ok(demo) => demo,
-            Err(err) => return format!("The demo could not start: {err}"),
-        };
-        self.launch.data_dir = demo.own_data.clone();
-        let manual = demo.addrs().iter().map(ToString::to_string).collect();
         let settings = Settings {
-            games_dir: Some(demo.own_games.clone()),
             display_name: "You".into(),
             discovery_enabled: false,
             ..Settings::default()
         };
-        self.demo = Some(demo);
-        match self.restart(&settings, Some(manual)) {
-            Ok(()) => {
-                "Demo started: three PCs share games with you. Press Download on a card.".to_owned()
+        self.restart_in_background(
+            settings,
+            None,
+            true,
+            "Demo started: three PCs share games with you. Press Download on a card.".to_owned(),
+        );
+        "Starting the demo: making its games…".to_owned()
+    }
+
+    /// Takes a finished restart, if one finished; its notice.
+    fn poll_start(&mut self) -> Option<String> {
+        let starting = self.starting.as_ref()?;
+        let started = match starting.done.try_recv() {
+            Ok(started) => started,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.starting = None;
+                return Some("lanspread could not restart: its worker stopped".to_owned());
             }
-            Err(err) => format!("The demo could not start: {err}"),
+        };
+        self.starting = None;
+        let mut failure = None;
+        match started.demo {
+            Some(Ok(_)) | None => {}
+            Some(Err(ref err)) => failure = Some(format!("The demo could not start: {err}")),
         }
+        if let Err(err) = &started.peer {
+            failure.get_or_insert_with(|| format!("lanspread could not restart: {err}"));
+        }
+        let notice = started.notice.clone();
+        let demo = match started.demo {
+            Some(Ok(demo)) => Some(demo),
+            _ => None,
+        };
+        if let Some(demo) = demo {
+            self.launch.data_dir = demo.own_data.clone();
+            self.demo = Some(demo);
+        }
+        self.adopt(Started {
+            demo: None,
+            ..started
+        });
+        Some(failure.unwrap_or(notice))
     }
 
     /// Answers that arrived since the last frame, as sentences.
     pub fn poll(&mut self) -> Vec<String> {
-        let mut notices = Vec::new();
+        let mut notices: Vec<String> = self.poll_start().into_iter().collect();
         self.pending.retain_mut(|pending| {
             let answer = match pending {
                 Pending::Text(answer) => answered(answer.try_recv()),
@@ -309,4 +569,10 @@ fn answered<T>(
             Some(Err("lanspread stopped before it answered".to_owned()))
         }
     }
+}
+
+/// `config` with the loaded catalog.
+fn with_catalog(mut config: PeerConfig, catalog: &GameCatalog) -> PeerConfig {
+    config.catalog = catalog.clone();
+    config
 }

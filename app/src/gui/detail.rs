@@ -124,8 +124,13 @@ pub fn show(
             commands.push(UiCommand::Install(game.id.clone()));
         }
         if game.installed {
+            if game.running {
+                ui.label("running");
+            } else if game.can_play && ui.button("Play").clicked() {
+                commands.push(UiCommand::Play(game.id.clone()));
+            }
             if let Some(dir) = &game.local_dir
-                && ui.button("Play folder").clicked()
+                && ui.button("Open folder").clicked()
             {
                 commands.push(UiCommand::OpenFolder(dir.clone()));
             }

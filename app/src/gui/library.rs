@@ -236,7 +236,25 @@ fn card(
                             commands.push(UiCommand::CancelDownload(game.id.clone()));
                         }
                     }
-                    CardState::Installed | CardState::OnNoPeer | CardState::Differs => {}
+                    CardState::Installed if game.running => {
+                        ui.label(
+                            egui::RichText::new("running")
+                                .color(egui::Color32::from_rgb(60, 170, 90)),
+                        );
+                    }
+                    CardState::Installed if game.can_play => {
+                        if ui.button("Play").clicked() {
+                            commands.push(UiCommand::Play(game.id.clone()));
+                        }
+                    }
+                    CardState::Installed => {
+                        if let Some(dir) = &game.local_dir
+                            && ui.button("Open folder").clicked()
+                        {
+                            commands.push(UiCommand::OpenFolder(dir.clone()));
+                        }
+                    }
+                    CardState::OnNoPeer | CardState::Differs => {}
                 }
                 if ui.button("Details").clicked() {
                     screen.selected = Some(game.id.clone());

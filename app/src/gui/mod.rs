@@ -50,6 +50,7 @@ impl LanspreadApp {
             self.screen.covers.catalog_dir = catalog_dir;
             self.screen.covers.clear();
         }
+        self.screen.busy = self.backend.busy();
         let snapshot = self.backend.snapshot();
         let commands = self.screen.show(ui, &snapshot);
         for command in commands {
@@ -123,7 +124,7 @@ pub fn run(global: &GlobalArgs, options: WindowOptions) -> anyhow::Result<()> {
             let picker: Box<dyn picker::FolderPicker> = if options.screenshots.is_some() {
                 Box::new(picker::PresetPicker::default())
             } else {
-                Box::new(picker::NativePicker)
+                Box::new(picker::NativePicker::default())
             };
             let mut screen = Screen::new(settings, log, picker);
             if options.demo || options.screenshots.is_some() {

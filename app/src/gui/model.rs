@@ -26,6 +26,8 @@ pub enum UiCommand {
     CancelDownload(GameId),
     Install(GameId),
     Uninstall(GameId),
+    /// Start the installed game (its catalog launch entry).
+    Play(GameId),
     Remove(GameId),
     Update(GameId),
     /// Work out what an update would download (for the Update button).
@@ -99,6 +101,10 @@ pub struct GameView {
     pub here_whole: bool,
     /// Names of the PCs downloading the game from this PC now.
     pub receivers: Vec<String>,
+    /// Installed, and the catalog says how to start it on this platform.
+    pub can_play: bool,
+    /// Started from here and still running.
+    pub running: bool,
 }
 
 /// One PC that has a game, and what of it.
@@ -241,6 +247,9 @@ impl GameView {
             other_hosts_with_version,
             here_whole,
             receivers,
+            can_play: local.is_some_and(|l| l.installed)
+                && lanspread_core::launch::entry_for(&entry.launch, std::env::consts::OS).is_some(),
+            running: peer.running.contains(&entry.id),
             state,
             sharing,
             installed: local.is_some_and(|l| l.installed),

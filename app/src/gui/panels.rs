@@ -5,6 +5,7 @@ use std::time::Instant;
 use lanspread_net::download::Phase;
 
 use super::model::{Snapshot, UiCommand};
+use super::picker::PickFor;
 use super::screen::Screen;
 use crate::context::human_bytes;
 
@@ -19,11 +20,9 @@ pub fn first_launch(screen: &mut Screen, ui: &mut egui::Ui, commands: &mut Vec<U
         );
         ui.label("Each game gets a folder named after it; nothing outside this folder is touched.");
         ui.add_space(12.0);
-        if ui.button("Choose a games folder…").clicked()
-            && let Some(dir) = screen.picker.pick_folder("Choose the games folder")
-        {
-            screen.settings.games_dir = Some(dir);
-            commands.push(UiCommand::SaveSettings(screen.settings.clone()));
+        let choose = egui::Button::new("Choose a games folder…");
+        if ui.add_enabled(!screen.picker.is_open(), choose).clicked() {
+            screen.picker.ask(PickFor::FirstGamesDir);
         }
         ui.add_space(24.0);
         ui.label("New here? The demo starts three PCs inside this window's process, with games to fetch.");
@@ -181,10 +180,9 @@ pub fn settings(screen: &mut Screen, ui: &mut egui::Ui, commands: &mut Vec<UiCom
                         .as_ref()
                         .map_or("(none)".to_owned(), |d| d.display().to_string()),
                 );
-                if ui.button("Browse…").clicked()
-                    && let Some(dir) = screen.picker.pick_folder("Choose the games folder")
-                {
-                    settings.games_dir = Some(dir);
+                let browse = egui::Button::new("Browse…");
+                if ui.add_enabled(!screen.picker.is_open(), browse).clicked() {
+                    screen.picker.ask(PickFor::GamesDir);
                 }
             });
             ui.end_row();
@@ -236,14 +234,61 @@ pub fn settings(screen: &mut Screen, ui: &mut egui::Ui, commands: &mut Vec<UiCom
                         .as_ref()
                         .map_or("(the one built in)".to_owned(), |f| f.display().to_string()),
                 );
-                if ui.button("Choose…").clicked()
-                    && let Some(file) = screen.picker.pick_file("Choose an organiser's catalog")
-                {
-                    settings.catalog_file = Some(file);
+                let choose = egui::Button::new("Choose…");
+                if ui.add_enabled(!screen.picker.is_open(), choose).clicked() {
+                    screen.picker.ask(PickFor::CatalogFile);
                 }
                 if settings.catalog_file.is_some() && ui.button("Use the built-in one").clicked() {
                     settings.catalog_file = None;
                 }
+            });
+            ui.end_row();
+            ui.label("Uploads");
+            ui.horizontal(|ui| {
+                let mut limited = settings.upload_limit_mbit.is_some();
+                if ui
+                    .checkbox(&mut limited, "Always limit uploads to")
+                    .changed()
+                {
+                    settings.upload_limit_mbit = limited.then_some(50);
+                }
+                let mut mbit = settings.upload_limit_mbit.unwrap_or(50);
+                let field = ui.add_enabled(
+                    limited,
+                    egui::DragValue::new(&mut mbit)
+                        .range(1..=100_000)
+                        .suffix(" Mbit/s"),
+                );
+                if limited && field.changed() {
+                    settings.upload_limit_mbit = Some(mbit);
+                }
+            });
+            ui.end_row();
+            ui.label("While a game runs");
+            ui.vertical(|ui| {
+                use lanspread_core::WhilePlaying;
+                let playing = &mut settings.while_playing;
+                ui.radio_value(playing, WhilePlaying::KeepSharing, "Keep sharing");
+                ui.horizontal(|ui| {
+                    let limit = match *playing {
+                        WhilePlaying::LimitMbit(mbit) => mbit,
+                        _ => 10,
+                    };
+                    ui.radio_value(playing, WhilePlaying::LimitMbit(limit), "Limit uploads to");
+                    let mut mbit = limit;
+                    let on = matches!(playing, WhilePlaying::LimitMbit(_));
+                    let field = ui.add_enabled(
+                        on,
+                        egui::DragValue::new(&mut mbit)
+                            .range(1..=100_000)
+                            .suffix(" Mbit/s"),
+                    );
+                    if on && field.changed() {
+                        *playing = WhilePlaying::LimitMbit(mbit);
+                    }
+                });
+                ui.radio_value(playing, WhilePlaying::Pause, "Pause sharing");
+                ui.small("For games started with Play in lanspread.");
             });
             ui.end_row();
         });
@@ -251,7 +296,7 @@ pub fn settings(screen: &mut Screen, ui: &mut egui::Ui, commands: &mut Vec<UiCom
     if ui.button("Save").clicked() {
         commands.push(UiCommand::SaveSettings(screen.settings.clone()));
     }
-    ui.small("Saving restarts the network part of lanspread with the new settings.");
+    ui.small("Upload limits apply at once; other changes restart the network part of lanspread.");
 }
 
 fn split_list(text: &str) -> Vec<String> {

@@ -56,6 +56,8 @@ pub struct Screen {
     pub covers: super::covers::Covers,
     /// Games whose update plan was asked for (once each).
     pub update_plans_asked: std::collections::BTreeSet<GameId>,
+    /// A slow step running in the background ("restarting the network…").
+    pub busy: Option<String>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -88,6 +90,7 @@ impl Screen {
             notice: None,
             covers: super::covers::Covers::default(),
             update_plans_asked: std::collections::BTreeSet::new(),
+            busy: None,
         }
     }
 
@@ -123,6 +126,18 @@ impl Screen {
     /// Draws one frame; returns the commands the user gave.
     pub fn show(&mut self, ui: &mut egui::Ui, snapshot: &Snapshot) -> Vec<UiCommand> {
         let mut commands = Vec::new();
+        // A folder or file chosen in a dialog that a past frame opened.
+        if let Some((what, Some(path))) = self.picker.poll() {
+            use super::picker::PickFor;
+            match what {
+                PickFor::GamesDir => self.settings.games_dir = Some(path),
+                PickFor::FirstGamesDir => {
+                    self.settings.games_dir = Some(path);
+                    commands.push(UiCommand::SaveSettings(self.settings.clone()));
+                }
+                PickFor::CatalogFile => self.settings.catalog_file = Some(path),
+            }
+        }
         if ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::F)) {
             self.tab = Tab::Library;
             self.focus_search = true;
@@ -186,6 +201,11 @@ impl Screen {
                 ui.selectable_value(&mut self.tab, tab, label);
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if let Some(busy) = &self.busy {
+                    ui.label(busy);
+                    ui.spinner();
+                    ui.separator();
+                }
                 let shared = snapshot.peer.local_games.len();
                 let uploads: usize = snapshot.peer.transfers.outbound.values().sum();
                 let text = match (shared, uploads) {
@@ -193,7 +213,12 @@ impl Screen {
                     (n, 0) => format!("sharing {n} games"),
                     (n, u) => format!("sharing {n} games · {u} uploads now"),
                 };
-                ui.label(text);
+                let sharing = snapshot.peer.sharing;
+                match sharing.words() {
+                    Some(words) if sharing.paused => ui.label(words),
+                    Some(words) => ui.label(format!("{text} · {words}")),
+                    None => ui.label(text),
+                };
                 if let Some(hashing) = &snapshot.peer.hashing {
                     let title = snapshot
                         .catalog

@@ -298,9 +298,7 @@ fn search_and_filters_choose_the_cards() {
 fn settings_round_trip_through_the_store() {
     let (folder, snapshot) = party();
     let picked = folder.path().to_path_buf();
-    let picker = PresetPicker {
-        answers: vec![picked.clone()],
-    };
+    let picker = PresetPicker::answering(vec![picked.clone()]);
     let mut harness = window(snapshot, picker);
     harness.state_mut().screen.tab = Tab::Settings;
     harness.run();
@@ -335,9 +333,7 @@ fn settings_round_trip_through_the_store() {
 fn first_launch_asks_for_a_games_folder_and_explains_why() {
     let (folder, mut snapshot) = party();
     snapshot.peer.games_dir = None;
-    let picker = PresetPicker {
-        answers: vec![folder.path().to_path_buf()],
-    };
+    let picker = PresetPicker::answering(vec![folder.path().to_path_buf()]);
     let mut harness = window(snapshot, picker);
     harness.run();
     assert!(
@@ -365,6 +361,17 @@ fn the_demo_downloads_a_game_from_three_peers() {
     };
     let (mut backend, settings) = super::backend::Backend::start(launch, None).unwrap();
     backend.start_demo();
+    // The demo's games are made on a worker thread.
+    let asked = Instant::now();
+    while backend.demo.is_none() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            backend.poll()
+        );
+        let _ = backend.poll();
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let demo = backend.demo.as_ref().unwrap();
     assert!(demo.wait_until_shared(Duration::from_secs(60)));
     let screen = Screen::new(
@@ -758,4 +765,255 @@ fn a_copy_newer_than_the_catalog_differs_and_is_not_an_update() {
             .query_by_label_contains("Version 29990101 here is newer than the catalog's")
             .is_some()
     );
+}
+
+/// The real starter, made slower: the window must keep drawing while it
+/// works.
+struct SlowStarter(Duration);
+
+impl super::backend::Starter for SlowStarter {
+    fn start_peer(
+        &self,
+        config: lanspread_net::PeerConfig,
+        repaint: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> anyhow::Result<lanspread_net::PeerHandle> {
+        std::thread::sleep(self.0);
+        super::backend::RealStarter.start_peer(config, repaint)
+    }
+
+    fn start_demo(
+        &self,
+        catalog: &GameCatalog,
+        percent: &dyn Fn(u8),
+    ) -> anyhow::Result<crate::demo::Demo> {
+        std::thread::sleep(self.0);
+        super::backend::RealStarter.start_demo(catalog, percent)
+    }
+}
+
+/// Frames until `done`, or a panic after `within`: how many were drawn
+/// and the longest one.
+fn frames_until(
+    harness: &mut Harness<'static, super::LanspreadApp>,
+    within: Duration,
+    mut seen: impl FnMut(&Harness<'static, super::LanspreadApp>),
+    mut done: impl FnMut(&Harness<'static, super::LanspreadApp>) -> bool,
+) -> (usize, Duration) {
+    let started = Instant::now();
+    let (mut frames, mut longest) = (0, Duration::ZERO);
+    while !done(harness) {
+        assert!(
+            started.elapsed() < within,
+            "not done after {within:?}: notice {:?}",
+            harness.state().screen.notice
+        );
+        let frame = Instant::now();
+        harness.step();
+        longest = longest.max(frame.elapsed());
+        frames += 1;
+        seen(harness);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (frames, longest)
+}
+
+#[test]
+fn saving_settings_and_starting_the_demo_never_freeze_the_window() {
+    const SLOW: Duration = Duration::from_millis(1500);
+    let data = tempfile::tempdir().unwrap();
+    let games = tempfile::tempdir().unwrap();
+    Store::open(data.path())
+        .unwrap()
+        .save_settings(&Settings {
+            games_dir: Some(games.path().to_path_buf()),
+            discovery_enabled: false,
+            ..Settings::default()
+        })
+        .unwrap();
+    let launch = super::backend::Launch {
+        data_dir: data.path().to_path_buf(),
+        catalog_override: None,
+        discovery_off: true,
+    };
+    let (backend, settings) =
+        super::backend::Backend::start_with(launch, None, Arc::new(SlowStarter(SLOW))).unwrap();
+    let screen = Screen::new(
+        settings,
+        LogBuffer::default(),
+        Box::new(PresetPicker::default()),
+    );
+    let app = super::LanspreadApp {
+        screen,
+        backend,
+        tour: None,
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_ui_state(|ui, app: &mut super::LanspreadApp| app.frame(ui), app);
+    harness.state_mut().screen.tab = Tab::Settings;
+    harness.run();
+
+    // A new name: the network part restarts, on a worker thread.
+    harness.get_by_label("Display name").focus();
+    harness.get_by_label("Display name").type_text("Fragmaster");
+    harness.run();
+    harness.get_by_label("Save").click();
+    let saved_at = Instant::now();
+    let mut restarting_seen = false;
+    let (frames, longest) = frames_until(
+        &mut harness,
+        Duration::from_secs(30),
+        |h| restarting_seen |= h.query_by_label("restarting the network…").is_some(),
+        |h| h.state().screen.notice.as_deref() == Some("Settings saved."),
+    );
+    let took = saved_at.elapsed();
+    eprintln!("settings save: {frames} frames in {took:?}, the longest {longest:?}");
+    assert!(took >= SLOW, "the restart was not slowed: {took:?}");
+    assert!(restarting_seen, "the window never said it was restarting");
+    assert!(frames >= 10, "only {frames} frames in {took:?}");
+    assert!(
+        longest < Duration::from_millis(500),
+        "a frame took {longest:?}"
+    );
+    assert_eq!(harness.state().backend.snapshot().peer.name, "Fragmaster");
+
+    // Only the upload limit: applied live, no restart at all.
+    harness.get_by_label("Always limit uploads to").click();
+    harness.run();
+    harness.get_by_label("Save").click();
+    harness.step();
+    let applied = Instant::now();
+    assert_eq!(
+        harness.state().screen.notice.as_deref(),
+        Some("Settings saved; the upload settings apply now.")
+    );
+    assert!(harness.state().backend.busy().is_none());
+    while harness
+        .state()
+        .backend
+        .snapshot()
+        .peer
+        .sharing
+        .limit_bytes_per_sec
+        != Some(50 * 125_000)
+    {
+        assert!(
+            applied.elapsed() < Duration::from_secs(1),
+            "the limit did not apply"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("uploads limited to 50 Mbit/s")
+            .is_some()
+    );
+
+    // The demo: its games are made while the window keeps drawing.
+    let notice = harness.state_mut().backend.apply(UiCommand::StartDemo);
+    harness.state_mut().screen.notice = notice;
+    let asked = Instant::now();
+    let mut making_seen = false;
+    let (frames, longest) = frames_until(
+        &mut harness,
+        Duration::from_secs(60),
+        |h| making_seen |= h.query_by_label_contains("making the demo games").is_some(),
+        |h| h.state().backend.demo.is_some() && h.state().backend.busy().is_none(),
+    );
+    let took = asked.elapsed();
+    eprintln!("demo start: {frames} frames in {took:?}, the longest {longest:?}");
+    assert!(making_seen, "the window never said it was making the demo");
+    assert!(frames >= 10, "only {frames} frames in {took:?}");
+    assert!(
+        longest < Duration::from_millis(500),
+        "a frame took {longest:?}"
+    );
+}
+
+/// Play for real: a catalog whose ut2004 starts a small script from
+/// `local/`; the card says "running" while the script lives, then offers
+/// Play again.
+#[cfg(unix)]
+#[test]
+fn play_starts_the_game_and_the_card_says_running_until_it_ends() {
+    let data = tempfile::tempdir().unwrap();
+    let catalog_dir = tempfile::tempdir().unwrap();
+    let catalog_file = catalog_dir.path().join("party.ron");
+    std::fs::write(
+        &catalog_file,
+        lanspread_tests::catalog_text_with_ut_launch("game.sh", &[]),
+    )
+    .unwrap();
+    let catalog = GameCatalog::from_file(&catalog_file).unwrap();
+    let folder = GamesFolder::new();
+    folder
+        .add_payload("ut2004", &[("ut2004.zip", 4096)], 3)
+        .write_catalog_version("ut2004", &catalog)
+        .add_local_script(
+            "ut2004",
+            "game.sh",
+            "touch started\nwhile [ ! -e quit ]; do sleep 0.05; done",
+        );
+    Store::open(data.path())
+        .unwrap()
+        .save_settings(&Settings {
+            games_dir: Some(folder.path().to_path_buf()),
+            discovery_enabled: false,
+            ..Settings::default()
+        })
+        .unwrap();
+    let launch = super::backend::Launch {
+        data_dir: data.path().to_path_buf(),
+        catalog_override: Some(catalog_file),
+        discovery_off: true,
+    };
+    let (backend, settings) = super::backend::Backend::start(launch, None).unwrap();
+    let screen = Screen::new(
+        settings,
+        LogBuffer::default(),
+        Box::new(PresetPicker::default()),
+    );
+    let app = super::LanspreadApp {
+        screen,
+        backend,
+        tour: None,
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_ui_state(|ui, app: &mut super::LanspreadApp| app.frame(ui), app);
+    harness.state_mut().screen.search = "ut2004".into();
+    frames_until(
+        &mut harness,
+        Duration::from_secs(20),
+        |_| {},
+        |h| h.query_by_label("Play").is_some(),
+    );
+    harness.get_by_label("Play").click();
+    let clicked = Instant::now();
+    frames_until(
+        &mut harness,
+        Duration::from_secs(3),
+        |_| {},
+        |h| h.query_by_label("running").is_some(),
+    );
+    eprintln!("running shown {:?} after the click", clicked.elapsed());
+    let local = folder.path().join("ut2004/local");
+    let started = Instant::now();
+    while !local.join("started").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the game never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(local.join("quit"), b"").unwrap();
+    let quit = Instant::now();
+    frames_until(
+        &mut harness,
+        Duration::from_secs(3),
+        |_| {},
+        |h| h.query_by_label("running").is_none() && h.query_by_label("Play").is_some(),
+    );
+    eprintln!("Play back {:?} after the game ended", quit.elapsed());
 }
