@@ -3,6 +3,12 @@
 //!
 //! Argument parsing lives here; each subcommand is a file under `cli/`, each
 //! screen a file under `gui/`.
+//!
+//! On Windows the release build is a GUI program: double-clicked, it opens
+//! no console window; started from a console, it attaches to it so the
+//! subcommands print there.
+
+#![cfg_attr(all(windows, not(debug_assertions)), windows_subsystem = "windows")]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +87,7 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    platform::attach_parent_console();
     let cli = Cli::parse();
     let outcome = match cli.command {
         None => gui::run(

@@ -15,3 +15,22 @@ pub fn open_folder(path: &Path) -> std::io::Result<()> {
         .spawn()
         .map(|_| ())
 }
+
+/// Windows: the release build is a GUI program (no console window opens
+/// with it), so a subcommand started from a console attaches to that
+/// console to print there. Started from Explorer there is no parent
+/// console and this does nothing. Elsewhere there is nothing to do.
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub fn attach_parent_console() {
+    use windows_sys::Win32::System::Console::{ATTACH_PARENT_PROCESS, AttachConsole};
+    // SAFETY: AttachConsole takes a process id (here the documented
+    // "parent" constant) and only changes this process's console; a
+    // failure (no parent console, or one already attached) is harmless.
+    unsafe {
+        AttachConsole(ATTACH_PARENT_PROCESS);
+    }
+}
+
+#[cfg(not(windows))]
+pub fn attach_parent_console() {}
