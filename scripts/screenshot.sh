@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the window under Xvfb in demo mode (loopback only, discovery off) and
 # saves PNGs of the library, the detail view, a download in progress, the
-# Remove confirmation and the peers panel into target/screenshots/; the
-# library one is copied to docs/library.png for the README.
+# Remove confirmation, the peers panel, Play, the last-copy warning and the
+# sharing settings into target/screenshots/; the library, play, last-copy
+# and settings ones are copied to docs/ for the README.
 # Needs: apt-get install -y xvfb
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,6 @@ DISPLAY=$display WAYLAND_DISPLAY= timeout 180 \
     ./target/release/lanspread --data "$data" demo --screenshots "$out" > "$out/run.log" 2>&1
 rm -rf "$data"
 ls "$out"/*.png
-cp "$out/library.png" docs/library.png
+for shot in library play last-copy settings; do
+    cp "$out/$shot.png" "docs/$shot.png"
+done

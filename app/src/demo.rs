@@ -116,6 +116,18 @@ impl Demo {
             old.join("version.ini"),
             GameVersion::parse("20190101")?.to_ini(),
         )?;
+        // And a game only this PC has, installed: Play, and the last-copy
+        // warning on Remove. Its "game" (Unix) runs for a minute.
+        let only_here = own_games.join("ut99");
+        std::fs::create_dir_all(only_here.join("local/System"))?;
+        rng.fill_bytes(&mut block);
+        std::fs::write(only_here.join("ut99.pak"), &block)?;
+        let version = &catalog
+            .get_str("ut99")
+            .context("ut99 is not in the catalog")?
+            .version;
+        std::fs::write(only_here.join("version.ini"), version.to_ini())?;
+        write_demo_game(&only_here.join("local/System/ut-bin"))?;
         Ok(Self {
             peers,
             own_data: root.path().join("you/data"),
@@ -132,6 +144,19 @@ impl Demo {
             peer.wait_until(timeout, |s| s.local_games.len() == expected)
         })
     }
+}
+
+/// The demo's stand-in for a game: on Unix a script that runs for a
+/// minute (the card says "running"); elsewhere nothing runnable is made
+/// and Play says the executable is not there.
+fn write_demo_game(path: &Path) -> std::io::Result<()> {
+    std::fs::write(path, b"#!/bin/sh\nsleep 60\n")?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
 }
 
 fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {

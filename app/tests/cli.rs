@@ -294,9 +294,9 @@ fn play_starts_an_installed_game_from_the_command_line() {
         std::fs::read_to_string(&marker).unwrap().trim(),
         "-windowed"
     );
-    // The embedded catalog says nothing of how to start it.
+    // The embedded catalog says nothing of how to start Counter-Strike.
     let out = lanspread(&data)
-        .args(["play", "ut2004", "--games"])
+        .args(["play", "cs16", "--games"])
         .arg(folder.path())
         .output()
         .unwrap();

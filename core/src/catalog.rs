@@ -359,23 +359,26 @@ mod tests {
 
     #[test]
     fn launch_entries_load_and_a_path_out_of_local_is_named() {
+        // ut99's launch line, whatever the embedded catalog says, replaced.
+        let embedded_line = EMBEDDED_CATALOG_RON
+            .lines()
+            .skip_while(|l| !l.contains("id: \"ut99\""))
+            .find(|l| l.trim_start().starts_with("launch:"))
+            .unwrap();
         let with = |launch: &str| {
-            EMBEDDED_CATALOG_RON.replacen(
-                "id: \"ut2004\",",
-                &format!("id: \"ut2004\", launch: {launch},"),
-                1,
-            )
+            EMBEDDED_CATALOG_RON.replacen(embedded_line, &format!("launch: {launch},"), 1)
         };
         let text = with(
             r#"[(os: "windows", exe: "System/UT2004.exe", args: ["-log"]), (exe: "System/ut2004-bin")]"#,
         );
         let catalog = GameCatalog::parse(&text, "party.ron").unwrap();
-        let entry = catalog.get_str("ut2004").unwrap();
+        let entry = catalog.get_str("ut99").unwrap();
         assert_eq!(entry.launch.len(), 2);
+        assert_eq!(entry.launch[0].exe, "System/UT2004.exe");
         // It survives `catalog pin`'s rewrite.
         let again = catalog.to_ron_with_pins(&BTreeMap::new()).unwrap();
         let reloaded = GameCatalog::parse(&again, "pinned.ron").unwrap();
-        assert_eq!(reloaded.get_str("ut2004").unwrap().launch, entry.launch);
+        assert_eq!(reloaded.get_str("ut99").unwrap().launch, entry.launch);
         for bad in [
             r#"[(exe: "../../evil.exe")]"#,
             r#"[(exe: "C:/Windows/system32/cmd.exe")]"#,
@@ -383,7 +386,7 @@ mod tests {
         ] {
             let err = GameCatalog::parse(&with(bad), "party.ron").unwrap_err();
             assert!(
-                matches!(err, CatalogError::Invalid { .. }) && err.to_string().contains("ut2004"),
+                matches!(err, CatalogError::Invalid { .. }) && err.to_string().contains("ut99"),
                 "{bad}: {err}"
             );
         }

@@ -207,7 +207,21 @@ pub fn catalog_text_with_ut_version(version: &str) -> String {
 /// (relative to `local/`) with `args`, on every platform.
 pub fn catalog_text_with_ut_launch(exe: &str, args: &[&str]) -> String {
     let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    lanspread_core::catalog::EMBEDDED_CATALOG_RON.replacen(
+    // The embedded entry's own launch line goes; this one replaces it.
+    let text = lanspread_core::catalog::EMBEDDED_CATALOG_RON;
+    let entry = text.find("id: \"ut2004\",").expect("ut2004 in the catalog");
+    let next = text[entry + 1..]
+        .find("id: \"")
+        .map_or(text.len(), |n| entry + 1 + n);
+    let text = match text[entry..next].find("launch:") {
+        Some(at) => {
+            let start = entry + at;
+            let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+            format!("{}{}", &text[..start], &text[end..])
+        }
+        None => text.to_owned(),
+    };
+    text.replacen(
         "id: \"ut2004\",",
         &format!(
             "id: \"ut2004\", launch: [(exe: {exe:?}, args: [{}])],",

@@ -124,6 +124,8 @@ pub struct Backend {
     starting: Option<Starting>,
     /// The last state drawn, shown while the peer restarts.
     last_state: PeerState,
+    /// Settings a finished restart started the peer with, for the window.
+    new_settings: Option<Settings>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -168,6 +170,7 @@ impl Backend {
             started_with: settings.clone(),
             starting: None,
             last_state: PeerState::default(),
+            new_settings: None,
         };
         let (config, catalog_file) = backend.config(&settings, None);
         let loaded = crate::context::load_catalog(catalog_file.clone());
@@ -237,7 +240,7 @@ impl Backend {
     /// starts. The window keeps drawing the last state meanwhile.
     fn restart_in_background(
         &mut self,
-        settings: Settings,
+        mut settings: Settings,
         manual: Option<Vec<String>>,
         make_demo: bool,
         notice: String,
@@ -276,6 +279,8 @@ impl Backend {
                         config.games_dir = Some(made.own_games.clone());
                         config.manual_peers =
                             made.addrs().iter().map(ToString::to_string).collect();
+                        settings.games_dir = config.games_dir.clone();
+                        settings.manual_peers = config.manual_peers.clone();
                     }
                     demo = Some(made);
                 }
@@ -315,6 +320,16 @@ impl Backend {
             }
             Err(err) => tracing::error!("cannot start a thread to restart: {err}"),
         }
+    }
+
+    /// The settings the running peer was started with.
+    pub fn settings(&self) -> &Settings {
+        &self.started_with
+    }
+
+    /// The settings of a restart that finished since the last call.
+    pub fn take_new_settings(&mut self) -> Option<Settings> {
+        self.new_settings.take()
     }
 
     /// What the window says while a restart runs: "restarting the network…".
@@ -516,6 +531,7 @@ impl Backend {
             self.launch.data_dir = demo.own_data.clone();
             self.demo = Some(demo);
         }
+        self.new_settings = Some(started.settings.clone());
         self.adopt(Started {
             demo: None,
             ..started

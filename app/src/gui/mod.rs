@@ -45,6 +45,10 @@ impl LanspreadApp {
             tracing::info!("{notice}");
             self.screen.notice = Some(notice);
         }
+        // A restart (the demo's, say) brought other settings: edit those.
+        if let Some(settings) = self.backend.take_new_settings() {
+            self.screen.settings = settings;
+        }
         let catalog_dir = self.backend.catalog_dir();
         if self.screen.covers.catalog_dir != catalog_dir {
             self.screen.covers.catalog_dir = catalog_dir;
@@ -163,12 +167,15 @@ impl Tour {
         }
     }
 
-    const SHOTS: [&'static str; 5] = [
+    const SHOTS: [&'static str; 8] = [
         "library",
         "detail",
         "downloading",
         "remove-confirm",
         "peers",
+        "play",
+        "last-copy",
+        "settings",
     ];
 
     fn step(&mut self, ctx: &egui::Context, screen: &mut Screen, backend: &mut Backend) {
@@ -199,7 +206,7 @@ impl Tour {
                         .peer
                         .peers
                         .values()
-                        .all(|p| p.library_revision.is_some())
+                        .all(|p| p.library_revision.is_some() && !p.games.is_empty())
                     && snapshot.peer.library.is_some()
             }
             "detail" => {
@@ -230,6 +237,29 @@ impl Tour {
             "peers" => {
                 screen.dialog = None;
                 screen.tab = screen::Tab::Peers;
+                self.frames_in_step > 10
+            }
+            "play" => {
+                // The game only this PC has, installed: Play on its card.
+                screen.tab = screen::Tab::Library;
+                screen.search = "unreal".into();
+                screen.selected = lanspread_core::GameId::parse("ut99").ok();
+                self.frames_in_step > 10
+            }
+            "last-copy" => {
+                screen.dialog = screen
+                    .selected
+                    .clone()
+                    .map(|id| (screen::Confirm::Remove, id));
+                self.frames_in_step > 10
+            }
+            "settings" => {
+                screen.dialog = None;
+                screen.selected = None;
+                screen.tab = screen::Tab::Settings;
+                screen.settings = backend.settings().clone();
+                screen.settings.upload_limit_mbit = Some(200);
+                screen.settings.while_playing = lanspread_core::WhilePlaying::LimitMbit(10);
                 self.frames_in_step > 10
             }
             _ => true,
