@@ -18,12 +18,14 @@
 pub mod archive;
 pub mod catalog;
 pub mod download;
+pub mod fsops;
 pub mod launch;
 pub mod layout;
 pub mod library;
 pub mod manifest;
 pub mod ops;
 pub mod paths;
+mod platform;
 pub mod sharing;
 pub mod store;
 pub mod transfers;

@@ -62,6 +62,14 @@ pub enum OpError {
         error: Box<OpError>,
         rollback: Box<OpError>,
     },
+    #[error(
+        "{action} {path}: it is in use ({source}); close the game, and any window or program using files in it, then try again"
+    )]
+    InUse {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -128,14 +136,28 @@ impl Places {
 }
 
 fn remove_dir_if_exists(path: &Path) -> Result<(), OpError> {
-    match std::fs::remove_dir_all(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io("deleting", path)(err)),
+    match crate::fsops::remove_dir_all(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_op("deleting", path, err)),
         _ => Ok(()),
     }
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), OpError> {
-    std::fs::rename(from, to).map_err(io("moving", from))
+    crate::fsops::rename(from, to).map_err(|err| io_op("moving", from, err))
+}
+
+/// An I/O error of a rename or delete; one that stayed "in use" through
+/// the retries names its cause.
+fn io_op(action: &'static str, path: &Path, source: std::io::Error) -> OpError {
+    if crate::fsops::is_in_use(&source) {
+        OpError::InUse {
+            action,
+            path: path.display().to_string(),
+            source,
+        }
+    } else {
+        io(action, path)(source)
+    }
 }
 
 /// Writes `version.ini` atomically: a temporary file, flushed, then renamed.
@@ -280,7 +302,10 @@ pub fn remove(
         return Err(OpError::NotHere(id.clone()));
     }
     store.put_intent(id.as_str(), &Intent::Remove { keep_local })?;
-    rename(&places.game, &places.removed)?;
+    if let Err(err) = rename(&places.game, &places.removed) {
+        store.clear_intent(id.as_str())?;
+        return Err(err);
+    }
     if let Err(err) = finish_remove(&places, keep_local) {
         // Put the game back as it was, now, before the error is shown.
         return Err(roll_back(store, id, err, || {
@@ -402,8 +427,10 @@ pub fn swap_in(
         },
     )?;
     let had_game = places.game.exists();
-    if had_game {
-        rename(&places.game, &places.replaced)?;
+    if had_game && let Err(err) = rename(&places.game, &places.replaced) {
+        // Nothing moved (the game folder is in use, say): nothing to undo.
+        store.clear_intent(id.as_str())?;
+        return Err(err);
     }
     if let Err(err) = finish_swap(&places, staging, version) {
         // The new payload goes back to staging (a later try swaps it in
@@ -625,6 +652,52 @@ mod tests {
         assert!(!s.games.join("ut2004").exists());
         assert!(s.store.intent_games().unwrap().is_empty());
         assert_eq!(std::fs::read_dir(&s.games).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn folders_in_use_for_a_moment_are_waited_out_and_for_good_change_nothing() {
+        use crate::fsops::{clear_injected, inject_in_use};
+        let s = setup();
+        let ut = id("ut2004");
+        let guard = op(&s, "ut2004");
+        let game = s.games.join("ut2004");
+        // Held three times each (a scanner opening the new files): install,
+        // swap and remove go through.
+        inject_in_use(&game.join(".lanspread-install"), 3);
+        install(&s.games, &ut, &s.store, &guard).unwrap();
+        assert!(game.join("local/readme.txt").exists());
+        let staging = s.games.join(".lanspread-staging/ut2004");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("new.pak"), b"new").unwrap();
+        inject_in_use(&game, 3);
+        inject_in_use(&staging, 3);
+        let v2 = GameVersion::parse("2").unwrap();
+        swap_in(&s.games, &ut, &staging, &v2, &s.store, &guard).unwrap();
+        assert_eq!(std::fs::read(game.join("new.pak")).unwrap(), b"new");
+        assert!(game.join("local/readme.txt").exists());
+
+        // Held for good (the game is running from its folder): a clear
+        // message, the game as it was, the staged payload kept.
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("newer.pak"), b"newer").unwrap();
+        inject_in_use(&game, usize::MAX);
+        let v3 = GameVersion::parse("3").unwrap();
+        let err = swap_in(&s.games, &ut, &staging, &v3, &s.store, &guard).unwrap_err();
+        assert!(matches!(err, OpError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("close the game"), "{err}");
+        assert_eq!(read_version_ini(&game.join("version.ini")).unwrap(), Some(v2.clone()));
+        assert!(game.join("new.pak").exists() && game.join("local/readme.txt").exists());
+        assert!(staging.join("newer.pak").exists());
+        assert!(s.store.intent_games().unwrap().is_empty());
+        let err = remove(&s.games, &ut, false, &s.store, &guard).unwrap_err();
+        assert!(matches!(err, OpError::InUse { .. }), "{err}");
+        assert!(game.join("new.pak").exists() && game.join("local/readme.txt").exists());
+        assert!(s.store.intent_games().unwrap().is_empty());
+        clear_injected(&game);
+
+        inject_in_use(&game, 3);
+        remove(&s.games, &ut, false, &s.store, &guard).unwrap();
+        assert!(!game.exists());
     }
 
     #[test]

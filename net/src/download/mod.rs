@@ -452,7 +452,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     )
     .await;
     if let Some(dir) = previous_dir
-        && let Err(err) = std::fs::remove_dir_all(&dir)
+        && let Err(err) = lanspread_core::fsops::remove_dir_all(&dir)
     {
         tracing::warn!("left for later: {}: {err}", dir.display());
     }
@@ -611,8 +611,8 @@ fn set_aside_other_staging(job: &DownloadJob, manifest: &Manifest) -> Option<reu
         return None;
     }
     let previous = dir.with_file_name(format!("{}.previous", job.game));
-    let _ = std::fs::remove_dir_all(&previous);
-    if let Err(err) = std::fs::rename(&dir, &previous) {
+    let _ = lanspread_core::fsops::remove_dir_all(&previous);
+    if let Err(err) = lanspread_core::fsops::rename(&dir, &previous) {
         tracing::warn!("the earlier download's staging is not reused: {err}");
         return None;
     }

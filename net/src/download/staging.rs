@@ -83,7 +83,7 @@ pub fn open_staging(
         .filter(|j: &Journal| j.manifest_digest == digest && j.verified.fits(plan.len()));
     let resuming = previous.is_some() && dir.is_dir();
     if !resuming && dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+        lanspread_core::fsops::remove_dir_all(&dir)?;
     }
     let mut journal = match previous {
         Some(journal) if resuming => journal,
