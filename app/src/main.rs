@@ -89,6 +89,7 @@ struct DemoArgs {
 fn main() -> ExitCode {
     platform::attach_parent_console();
     let cli = Cli::parse();
+    let window = matches!(cli.command, None | Some(Command::Demo(_)));
     let outcome = match cli.command {
         None => gui::run(
             &cli.global,
@@ -124,6 +125,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("lanspread: {err:#}");
+            if window {
+                gui::show_start_error(&format!("{err:#}"));
+            }
             if err.downcast_ref::<context::UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

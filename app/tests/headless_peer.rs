@@ -122,6 +122,37 @@ fn one_data_folder_belongs_to_one_process() {
     );
 }
 
+/// A second window on a data folder in use (a second double-click): it
+/// says lanspread is already running and exits, before touching anything
+/// there; the running one's log is left as it was.
+#[test]
+fn a_second_window_on_the_same_data_folder_says_so_and_leaves_the_log_alone() {
+    let catalog = GameCatalog::embedded().unwrap();
+    let games = GamesFolder::five_states(&catalog);
+    let data = tempfile::tempdir().unwrap();
+    let first = serve(data.path(), games.path(), "First", &[]);
+    let log = data.path().join("lanspread.log");
+    std::fs::write(&log, "the running lanspread's log\n").unwrap();
+    let before = std::fs::metadata(&log).unwrap().modified().unwrap();
+    let out = lanspread(data.path())
+        .arg("--no-discovery")
+        // No display and no dialog: the window must not get that far.
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("LANSPREAD_NO_DIALOGS", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
+    assert!(stderr.contains(&first.addr.to_string()), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "the running lanspread's log\n"
+    );
+    assert_eq!(std::fs::metadata(&log).unwrap().modified().unwrap(), before);
+}
+
 #[test]
 fn status_without_a_running_peer_says_so() {
     let data = tempfile::tempdir().unwrap();
@@ -151,4 +182,24 @@ fn ctrl_c_stops_serve_cleanly_and_frees_the_data_folder() {
     assert!(!data.path().join("control.json").exists());
     // The folder is free for the next process.
     let _again = serve(data.path(), games.path(), "Again", &[]);
+}
+
+/// Portable mode: a `portable` file beside the executable, or the
+/// `portable.txt` that Explorer makes when it hides the extension, puts the
+/// data folder beside the executable too.
+#[test]
+fn portable_mode_accepts_portable_and_portable_txt() {
+    for marker in ["portable", "portable.txt"] {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("lanspread");
+        std::fs::copy(common::BIN, &exe).unwrap();
+        std::fs::write(dir.path().join(marker), b"").unwrap();
+        let out = Command::new(&exe).args(["status"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let beside = dir.path().join("lanspread-data");
+        assert!(
+            stderr.contains(&beside.display().to_string()),
+            "{marker}: {stderr}"
+        );
+    }
 }

@@ -32,7 +32,9 @@ pub const MAX_CATALOG_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct GameId(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("game id {0:?} must be 1 to 64 characters of a-z, 0-9, '-' or '_'")]
+#[error(
+    "game id {0:?} must be 1 to 64 characters of a-z, 0-9, '-' or '_', and not a name Windows reserves for a device (con, nul, aux, com1, lpt1, …)"
+)]
 pub struct BadGameId(pub String);
 
 impl GameId {
@@ -41,7 +43,9 @@ impl GameId {
             && raw.len() <= 64
             && raw
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            // The id is a folder name: `con` or `com1` cannot be one on Windows.
+            && crate::paths::validate_relative_path(raw).is_ok();
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -413,9 +417,31 @@ mod tests {
     fn game_ids_are_single_safe_components() {
         assert!(GameId::parse("ut2004").is_ok());
         assert!(GameId::parse("cs_16-x").is_ok());
-        for bad in ["", "UT", "a/b", "..", "a b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "UT",
+            "a/b",
+            "..",
+            "a b",
+            &"x".repeat(65),
+            "con",
+            "nul",
+            "aux",
+            "com1",
+            "lpt9",
+        ] {
             assert!(GameId::parse(bad).is_err(), "{bad}");
         }
+        assert!(GameId::parse("console").is_ok() && GameId::parse("com10").is_ok());
+        // A catalog naming one is refused when it loads, with the line.
+        let text = EMBEDDED_CATALOG_RON.replacen("id: \"ut2004\"", "id: \"con\"", 1);
+        let err = GameCatalog::parse(&text, "party.ron")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("party.ron, line") && err.contains("Windows reserves"),
+            "{err}"
+        );
     }
 
     const ONE: &str = r#"(

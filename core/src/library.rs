@@ -84,6 +84,15 @@ pub enum GameState {
     DiffersFromCatalog,
 }
 
+/// Folders an operating system keeps at a drive's root, never games: a
+/// games folder at `D:\` (or a USB stick) lists them.
+fn is_system_folder(name: &str) -> bool {
+    name.starts_with('$')
+        || ["System Volume Information", "RECYCLER", "lost+found"]
+            .iter()
+            .any(|system| system.eq_ignore_ascii_case(name))
+}
+
 /// Why the games folder could not be scanned.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the games folder {path}: {source}")]
@@ -103,7 +112,7 @@ pub fn scan_library(games_dir: &Path, catalog: &GameCatalog) -> Result<LibrarySc
     for entry in std::fs::read_dir(games_dir).map_err(err)? {
         let entry = entry.map_err(err)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if name.starts_with('.') || is_system_folder(&name) {
             continue;
         }
         // `metadata` follows a symlinked game folder, as a user would expect.
@@ -312,6 +321,9 @@ mod tests {
         write(&g.join("sc1/local/sc.exe"), b"x");
         write(&g.join(".lanspread-staging/ut2004/x"), b"x");
         write(&g.join("loose-file.txt"), b"x");
+        // A games folder at a drive's root.
+        write(&g.join("$RECYCLE.BIN/S-1-5-21/desktop.ini"), b"x");
+        write(&g.join("System Volume Information/IndexerVolumeGuid"), b"x");
 
         let scan = scan_library(g, &cat).unwrap();
         let folders: Vec<&str> = scan.games.iter().map(|g| g.folder.as_str()).collect();

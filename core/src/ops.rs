@@ -685,7 +685,10 @@ mod tests {
         let err = swap_in(&s.games, &ut, &staging, &v3, &s.store, &guard).unwrap_err();
         assert!(matches!(err, OpError::InUse { .. }), "{err}");
         assert!(err.to_string().contains("close the game"), "{err}");
-        assert_eq!(read_version_ini(&game.join("version.ini")).unwrap(), Some(v2.clone()));
+        assert_eq!(
+            read_version_ini(&game.join("version.ini")).unwrap(),
+            Some(v2.clone())
+        );
         assert!(game.join("new.pak").exists() && game.join("local/readme.txt").exists());
         assert!(staging.join("newer.pak").exists());
         assert!(s.store.intent_games().unwrap().is_empty());

@@ -28,6 +28,9 @@ const MAX_TABLES: u32 = 16;
 /// The marker file that makes an install portable: when a file named
 /// `portable` sits beside the executable, data lives beside it too.
 pub const PORTABLE_MARKER: &str = "portable";
+/// Every name the marker may have: Explorer hides extensions, so a
+/// "portable" made there is often `portable.txt`.
+pub const PORTABLE_MARKERS: [&str; 2] = [PORTABLE_MARKER, "portable.txt"];
 /// The data folder of a portable install, beside the executable.
 pub const PORTABLE_DATA_DIR: &str = "lanspread-data";
 
@@ -110,7 +113,9 @@ pub fn resolve_data_dir(explicit: Option<&Path>) -> PathBuf {
     if let Some(exe_dir) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        && exe_dir.join(PORTABLE_MARKER).is_file()
+        && PORTABLE_MARKERS
+            .iter()
+            .any(|marker| exe_dir.join(marker).is_file())
     {
         return exe_dir.join(PORTABLE_DATA_DIR);
     }

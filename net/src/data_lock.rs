@@ -87,7 +87,8 @@ impl Drop for DataDirLock {
     }
 }
 
-fn describe_holder(dir: &Path) -> String {
+/// Who holds the data folder, in words, from what it recorded.
+pub fn describe_holder(dir: &Path) -> String {
     std::fs::read(dir.join(RUNNING_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<RunningPeer>(&bytes).ok())

@@ -82,6 +82,21 @@ impl eframe::App for LanspreadApp {
     }
 }
 
+/// Shows why the window could not start in a native message box (a
+/// window user has no console to read), unless `LANSPREAD_NO_DIALOGS` is
+/// set (tests: a dialog would wait for a click).
+pub fn show_start_error(message: &str) {
+    if std::env::var_os("LANSPREAD_NO_DIALOGS").is_some() {
+        return;
+    }
+    let _ = rfd::MessageDialog::new()
+        .set_level(rfd::MessageLevel::Error)
+        .set_title("lanspread could not start")
+        .set_description(message)
+        .set_buttons(rfd::MessageButtons::Ok)
+        .show();
+}
+
 /// Options of the window.
 #[derive(Debug, Clone, Default)]
 pub struct WindowOptions {
@@ -98,6 +113,15 @@ pub fn run(global: &GlobalArgs, options: WindowOptions) -> anyhow::Result<()> {
         crate::context::catalog_for_cli(global)?;
     }
     let data_dir = resolve_data_dir(global.data.as_deref());
+    // One lanspread per data folder: a second start says so before it
+    // touches anything there (the running one's log included).
+    if lanspread_net::data_lock::is_locked(&data_dir) {
+        anyhow::bail!(
+            "lanspread is already running on this PC's data folder {} ({}); switch to its window",
+            data_dir.display(),
+            lanspread_net::data_lock::describe_holder(&data_dir)
+        );
+    }
     let log = log::init(&data_dir);
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("lanspread")
