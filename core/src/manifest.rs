@@ -145,6 +145,9 @@ pub struct Manifest {
 /// Why a manifest (ours or a peer's) is not acceptable.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The build was asked to stop (an operation on the game started).
+    #[error("hashing was stopped")]
+    Cancelled,
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -352,29 +355,31 @@ pub fn build_manifest(
     version: &GameVersion,
     store: &Store,
 ) -> Result<ManifestBuild, ManifestError> {
-    build_manifest_reporting(game_dir, game, version, store, &|_| {})
+    build_manifest_reporting(game_dir, game, version, store, &|_| {}, &|| false)
 }
 
 /// [`build_manifest`], telling `on_progress` how far the hashing is (from
-/// the hashing threads, after each file and every few MiB).
+/// the hashing threads, after each file and every few MiB), and stopping
+/// with [`ManifestError::Cancelled`] soon after `cancelled` says so.
 pub fn build_manifest_reporting(
     game_dir: &Path,
     game: &GameId,
     version: &GameVersion,
     store: &Store,
     on_progress: &(dyn Fn(HashProgress) + Sync),
+    cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<ManifestBuild, ManifestError> {
     let found = payload_files(game_dir)?;
     // The cache first, one file after the other (a few stats and lookups).
     let mut slots: Vec<Option<CachedFileHashes>> = Vec::with_capacity(found.len());
     let mut misses: Vec<(usize, String, u128, u64)> = Vec::new();
-    for (index, (_, disk_path)) in found.iter().enumerate() {
+    for (index, (rel, disk_path)) in found.iter().enumerate() {
         let meta = std::fs::metadata(disk_path).map_err(|source| ManifestError::Io {
             path: disk_path.display().to_string(),
             source,
         })?;
         let mtime_ns = mtime_ns(&meta);
-        let key = cache_key(disk_path);
+        let key = cache_key(game, rel);
         let hit = store.cached_file_hashes(&key)?.filter(|cached| {
             cached.len_bytes == meta.len()
                 && cached.mtime_ns == mtime_ns
@@ -396,6 +401,7 @@ pub fn build_manifest_reporting(
         files: std::sync::atomic::AtomicUsize::new(0),
         bytes: std::sync::atomic::AtomicU64::new(0),
         report: on_progress,
+        cancelled,
     };
     let hashed: Vec<Result<(usize, String, CachedFileHashes), ManifestError>> =
         in_hash_pool(|| {
@@ -453,6 +459,7 @@ struct ProgressCounter<'a> {
     files: std::sync::atomic::AtomicUsize,
     bytes: std::sync::atomic::AtomicU64,
     report: &'a (dyn Fn(HashProgress) + Sync),
+    cancelled: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl ProgressCounter<'_> {
@@ -531,7 +538,7 @@ pub fn remember_payload(
             continue;
         }
         known.push((
-            cache_key(&disk_path),
+            cache_key(&manifest.game, &file.path),
             CachedFileHashes {
                 len_bytes: file.len_bytes,
                 mtime_ns: mtime_ns(&meta),
@@ -544,9 +551,11 @@ pub fn remember_payload(
     Ok(())
 }
 
-fn cache_key(path: &Path) -> String {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    absolute.to_string_lossy().into_owned()
+/// A file's key in the hash cache: its path inside the games folder, so a
+/// games folder that comes back elsewhere (a USB stick with another drive
+/// letter) is not hashed again. Length and mtime must still match.
+fn cache_key(game: &GameId, rel: &RelPath) -> String {
+    format!("{game}/{rel}")
 }
 
 /// Reads a file once, cutting it into content-defined chunks and hashing
@@ -558,6 +567,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
         files: std::sync::atomic::AtomicUsize::new(0),
         bytes: std::sync::atomic::AtomicU64::new(0),
         report: &|_| {},
+        cancelled: &|| false,
     };
     in_hash_pool(|| hash_file_counting(path, &progress))
 }
@@ -581,6 +591,9 @@ fn hash_file_counting(
     let mut chunks = Vec::new();
     let mut len_bytes = 0u64;
     loop {
+        if (progress.cancelled)() {
+            return Err(ManifestError::Cancelled);
+        }
         while !at_end && filled < buffer.len() {
             match file.read(&mut buffer[filled..]) {
                 Ok(0) => at_end = true,
@@ -807,6 +820,34 @@ mod tests {
         let third = build_manifest(&dir, &id, &version, &store).unwrap();
         assert_eq!(third.hashed_bytes, 9);
         assert_ne!(third.manifest.digest(), first.manifest.digest());
+    }
+
+    #[test]
+    fn a_games_folder_that_comes_back_elsewhere_is_not_hashed_again() {
+        // A USB stick that was E:\games yesterday and is F:\games today:
+        // the cache knows files by their path inside the games folder.
+        let (tmp, store, dir, id, version) = setup();
+        let first = build_manifest(&dir, &id, &version, &store).unwrap();
+        assert!(first.hashed_bytes > 0);
+        let moved = tmp.path().join("another-drive/games").join(id.as_str());
+        std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+        std::fs::rename(&dir, &moved).unwrap();
+        let again = build_manifest(&moved, &id, &version, &store).unwrap();
+        assert_eq!(again.hashed_bytes, 0, "every file came from the cache");
+        assert_eq!(again.manifest, first.manifest);
+    }
+
+    #[test]
+    fn a_build_asked_to_stop_stops() {
+        let (_tmp, store, dir, id, version) = setup();
+        let stopped = build_manifest_reporting(&dir, &id, &version, &store, &|_| {}, &|| true);
+        assert!(
+            matches!(stopped, Err(ManifestError::Cancelled)),
+            "{stopped:?}"
+        );
+        // Nothing half-hashed was cached: a build now hashes every byte.
+        let full = build_manifest(&dir, &id, &version, &store).unwrap();
+        assert!(full.hashed_bytes > 0);
     }
 
     #[cfg(unix)]

@@ -39,6 +39,10 @@ pub struct TransfersSnapshot {
     /// -> live transfers to it. Transfers registered without a receiver
     /// are counted in `outbound` only.
     pub receivers: BTreeMap<GameId, BTreeMap<String, usize>>,
+    /// Games the library scan is reading (hashing) now: not uploads, but
+    /// an operation waits for them like for one (Windows refuses to move a
+    /// folder with files open in it).
+    pub scanning: BTreeSet<GameId>,
 }
 
 impl TransfersSnapshot {
@@ -75,6 +79,8 @@ pub type TransferId = u64;
 struct GameTransfers {
     /// Live transfers: their tokens and whom they go to, if known.
     live: HashMap<TransferId, (CancellationToken, Option<String>)>,
+    /// Scans reading the game: cancelled and waited for like uploads.
+    scans: HashMap<TransferId, CancellationToken>,
     active: bool,
     /// An install or uninstall (touching `local/` only) is running.
     local_busy: bool,
@@ -82,7 +88,7 @@ struct GameTransfers {
 
 impl GameTransfers {
     fn is_idle(&self) -> bool {
-        self.live.is_empty() && !self.active && !self.local_busy
+        self.live.is_empty() && self.scans.is_empty() && !self.active && !self.local_busy
     }
 
     /// One operation per game at a time, of either kind.
@@ -162,6 +168,9 @@ impl OutboundTransfers {
             if state.active {
                 snapshot.active.insert(game.clone());
             }
+            if !state.scans.is_empty() {
+                snapshot.scanning.insert(game.clone());
+            }
             if state.local_busy {
                 snapshot.local.insert(game.clone());
             }
@@ -207,10 +216,34 @@ impl OutboundTransfers {
         })
     }
 
+    /// Registers the library scan reading `game` (hashing its payload).
+    /// Refused while an operation is active on it: the scan skips the game.
+    /// Not counted as an upload; an operation cancels it and waits until
+    /// it is dropped.
+    pub fn register_scan(&self, game: &GameId) -> Result<TransferGuard, TransferError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        let mut registry = self.lock();
+        let state = registry.games.entry(game.clone()).or_default();
+        if state.active {
+            return Err(TransferError::OperationActive(game.clone()));
+        }
+        state.scans.insert(id, token.clone());
+        self.publish(&registry);
+        drop(registry);
+        Ok(TransferGuard {
+            transfers: self.clone(),
+            game: game.clone(),
+            id,
+            token,
+        })
+    }
+
     fn unregister(&self, game: &GameId, id: TransferId) {
         let mut registry = self.lock();
         if let Some(state) = registry.games.get_mut(game) {
             state.live.remove(&id);
+            state.scans.remove(&id);
             if state.is_idle() {
                 registry.games.remove(game);
             }
@@ -234,6 +267,9 @@ impl OutboundTransfers {
             for (token, _) in state.live.values() {
                 token.cancel();
             }
+            for token in state.scans.values() {
+                token.cancel();
+            }
             self.publish(&registry);
         }
         // From here on, dropping `guard` ends the operation.
@@ -246,7 +282,9 @@ impl OutboundTransfers {
         // The sender lives as long as `self`, so this only ends when the
         // count is zero.
         let _ = updates
-            .wait_for(|snapshot| snapshot.outbound_count(&game_id) == 0)
+            .wait_for(|snapshot| {
+                snapshot.outbound_count(&game_id) == 0 && !snapshot.scanning.contains(&game_id)
+            })
             .await;
         Ok(guard)
     }

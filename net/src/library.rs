@@ -89,6 +89,7 @@ pub fn build_manifests(
     games_dir: &Path,
     catalog: &GameCatalog,
     store: &Store,
+    transfers: &lanspread_core::OutboundTransfers,
     previous: &BTreeMap<GameId, Arc<Manifest>>,
     on_progress: &(dyn Fn(HashingProgress) + Sync),
 ) -> (Option<LibraryScan>, BTreeMap<GameId, Arc<Manifest>>) {
@@ -101,6 +102,13 @@ pub fn build_manifests(
     };
     let mut manifests = BTreeMap::new();
     for shared in scan.shared_games_excluding(&BTreeSet::new()) {
+        // The game's scan guard while its files are read: an update or
+        // remove that starts stops the hashing and waits for it; a game
+        // under an operation is skipped (the next scan takes it).
+        let Ok(guard) = transfers.register_scan(&shared.id) else {
+            tracing::debug!(game = %shared.id, "skipped by the scan: an operation is running");
+            continue;
+        };
         let dir = lanspread_core::layout::game_dir(games_dir, &shared.id);
         let started = std::time::Instant::now();
         let report = |p: HashProgress| {
@@ -115,7 +123,15 @@ pub fn build_manifests(
                 });
             }
         };
-        match build_manifest_reporting(&dir, &shared.id, &shared.version, store, &report) {
+        let cancelled = || guard.is_cancelled();
+        match build_manifest_reporting(
+            &dir,
+            &shared.id,
+            &shared.version,
+            store,
+            &report,
+            &cancelled,
+        ) {
             Ok(build) => {
                 if build.hashed_bytes > 0 {
                     tracing::info!(game = %shared.id, bytes = build.hashed_bytes, "hashed payload");
@@ -127,6 +143,9 @@ pub fn build_manifests(
                     _ => Arc::new(build.manifest),
                 };
                 manifests.insert(shared.id, manifest);
+            }
+            Err(lanspread_core::manifest::ManifestError::Cancelled) => {
+                tracing::info!(game = %shared.id, "hashing stopped: an operation started on it");
             }
             Err(err) => tracing::warn!(game = %shared.id, "not shared: {err}"),
         }

@@ -807,6 +807,7 @@ async fn keep_library(
                     &scan_inputs.games_dir,
                     &scan_inputs.catalog.get(),
                     &scan_inputs.store,
+                    &scan_inputs.transfers,
                     &previous,
                     &report,
                 )

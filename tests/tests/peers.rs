@@ -798,6 +798,59 @@ fn a_first_scan_reports_its_hashing_progress() {
     );
 }
 
+/// A Remove that starts while the library scan hashes the game (its first
+/// scan): the scan is told to stop and the Remove waits until it let go of
+/// the files (Windows refuses to move a folder with files open in it),
+/// then succeeds; the hashing does not run on over the removed game.
+#[test]
+fn a_remove_during_the_first_hash_stops_the_scan_and_waits_for_it() {
+    let catalog = catalog();
+    let folder = GamesFolder::new();
+    folder
+        .add_payload("ut2004", &[("small.txt", 1000)], 9)
+        .write_catalog_version("ut2004", &catalog);
+    // A big file that costs nothing to write: seconds of hashing.
+    let big = std::fs::File::create(folder.path().join("ut2004/big.bin")).unwrap();
+    big.set_len(6 << 30).unwrap();
+    drop(big);
+    let peer = TestPeer::start(Some(folder.path()), &catalog, &[]);
+    let ut = GameId::parse("ut2004").unwrap();
+    assert!(
+        peer.handle.wait_until(Duration::from_secs(30), |s| {
+            s.hashing.as_ref().is_some_and(|h| h.bytes_done > 0)
+                && s.transfers.scanning.contains(&ut)
+        }),
+        "the scan never got going"
+    );
+    let asked = Instant::now();
+    let answer = peer
+        .ask(|reply| Command::Remove {
+            game: ut.clone(),
+            keep_local: false,
+            reply,
+        })
+        .blocking_recv()
+        .unwrap();
+    let took = asked.elapsed();
+    assert!(answer.is_ok(), "{answer:?}");
+    assert!(!folder.path().join("ut2004").exists());
+    let state = peer.handle.state();
+    eprintln!(
+        "removed {took:?} after it was asked, mid-hash; hashing now {:?}",
+        state.hashing
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "the remove waited for the whole hash: {took:?}"
+    );
+    assert!(!state.transfers.scanning.contains(&ut));
+    assert!(
+        peer.handle
+            .wait_until(Duration::from_secs(1), |s| s.hashing.is_none()),
+        "the hashing ran on over the removed game"
+    );
+}
+
 /// A client that opens more streams than a connection may use (33, one
 /// over the limit) and never reads an answer cannot hold the serving PC:
 /// its shutdown returns within 15 s.
