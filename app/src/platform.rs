@@ -34,3 +34,23 @@ pub fn attach_parent_console() {
 
 #[cfg(not(windows))]
 pub fn attach_parent_console() {}
+
+/// Resolves when the user or the system asks lanspread to stop: Ctrl-C,
+/// and on Unix SIGTERM too (systemd, `docker stop`, `kill`), handled the
+/// same way. The handlers are in place after the first poll.
+pub async fn stop_requested() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            pressed = tokio::signal::ctrl_c() => pressed,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    // Windows: Ctrl-C and Ctrl-Break in the console.
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}

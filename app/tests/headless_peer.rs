@@ -167,19 +167,21 @@ fn status_without_a_running_peer_says_so() {
 
 #[cfg(unix)]
 #[test]
-fn ctrl_c_stops_serve_cleanly_and_frees_the_data_folder() {
+fn ctrl_c_and_sigterm_stop_serve_cleanly_and_free_the_data_folder() {
     let catalog = GameCatalog::embedded().unwrap();
     let games = GamesFolder::five_states(&catalog);
     let data = tempfile::tempdir().unwrap();
-    let mut served = serve(data.path(), games.path(), "Alpha", &[]);
-    let interrupted = Command::new("kill")
-        .args(["-INT", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    let status = eventually(Duration::from_secs(10), || served.child.try_wait().unwrap());
-    assert!(status.success(), "{status:?}");
-    assert!(!data.path().join("control.json").exists());
+    for signal in ["-INT", "-TERM"] {
+        let mut served = serve(data.path(), games.path(), "Alpha", &[]);
+        let interrupted = Command::new("kill")
+            .args([signal, &served.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(interrupted.success());
+        let status = eventually(Duration::from_secs(10), || served.child.try_wait().unwrap());
+        assert!(status.success(), "{signal}: {status:?}");
+        assert!(!data.path().join("control.json").exists(), "{signal}");
+    }
     // The folder is free for the next process.
     let _again = serve(data.path(), games.path(), "Again", &[]);
 }

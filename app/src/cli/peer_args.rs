@@ -37,14 +37,15 @@ impl PeerArgs {
 
 /// The name other PCs see by default: the computer's name.
 pub fn default_display_name() -> String {
-    ["COMPUTERNAME", "HOSTNAME"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|name| name.trim().to_owned())
-                .filter(|name| !name.is_empty())
-        })
-        .unwrap_or_else(|| "lanspread PC".to_owned())
+    // The computer's real name, as the system says it (not environment
+    // variables, which a shell may not export).
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_owned();
+    if name.is_empty() {
+        "lanspread PC".to_owned()
+    } else {
+        name
+    }
 }

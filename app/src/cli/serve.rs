@@ -77,13 +77,13 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         // The handler is in place before the address is printed: a Ctrl-C
         // right after that line stops the peer cleanly too. (Its first poll
         // installs it.)
-        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        let mut ctrl_c = std::pin::pin!(crate::platform::stop_requested());
         let first = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(ctrl_c.as_mut().poll(cx))
         })
         .await;
         if let std::task::Poll::Ready(result) = first {
-            return result.context("waiting for Ctrl-C");
+            return result.context("waiting for Ctrl-C or SIGTERM");
         }
         {
             let mut stdout = std::io::stdout().lock();
@@ -91,7 +91,7 @@ pub fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             stdout.flush()?;
         }
         tracing::info!(peer = %peer.peer_id(), games = %args.games.display(), "serving; Ctrl-C stops");
-        ctrl_c.await.context("waiting for Ctrl-C")
+        ctrl_c.await.context("waiting for Ctrl-C or SIGTERM")
     })?;
     tracing::info!("stopping");
     peer.shutdown();
