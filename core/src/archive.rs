@@ -178,6 +178,7 @@ fn write_entry(
     target: &Path,
     rel: &RelPath,
     reader: &mut dyn Read,
+    executable: bool,
     budget: &mut Budget,
 ) -> Result<u64, UnpackError> {
     budget.entry()?;
@@ -193,6 +194,12 @@ fn write_entry(
         return Err(budget.too_large());
     }
     budget.take(written);
+    drop(file);
+    if executable {
+        // A native game's binaries must stay runnable (tar and zip made on
+        // Unix carry the bit).
+        crate::platform::make_executable(&path).map_err(io_err(&path))?;
+    }
     Ok(written)
 }
 
@@ -223,7 +230,8 @@ fn unpack_within(
         PayloadKind::Plain => {
             let mut file = File::open(source).map_err(io_err(source))?;
             budget.archive = u64::MAX;
-            write_entry(target, name, &mut file, budget)
+            let executable = crate::platform::is_executable(source);
+            write_entry(target, name, &mut file, executable, budget)
         }
         PayloadKind::Zip => {
             let file = File::open(source).map_err(io_err(source))?;
@@ -234,7 +242,13 @@ fn unpack_within(
                 let mut entry = archive
                     .by_index(index)
                     .map_err(|e| corrupt(e.to_string()))?;
-                let raw = String::from_utf8_lossy(entry.name_raw()).into_owned();
+                // The zip crate's own decoding: UTF-8 when the entry says
+                // so, else the IBM PC code page (CP437) that Windows tools
+                // write; a lossy UTF-8 reading could make two names one.
+                let raw = entry
+                    .name()
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .into_owned();
                 let Some(rel) = entry_path(source, &raw)? else {
                     continue;
                 };
@@ -247,7 +261,8 @@ fn unpack_within(
                 if entry.is_dir() {
                     make_dir(target, &rel, budget)?;
                 } else {
-                    written += write_entry(target, &rel, &mut entry, budget)?;
+                    let executable = entry.unix_mode().is_some_and(|mode| mode & 0o111 != 0);
+                    written += write_entry(target, &rel, &mut entry, executable, budget)?;
                 }
             }
             Ok(written)
@@ -268,7 +283,15 @@ fn unpack_within(
                         Some(rel) if entry.is_directory() => {
                             make_dir(target, &rel, budget).map(|()| 0)
                         }
-                        Some(rel) => write_entry(target, &rel, reader, budget),
+                        Some(rel) => {
+                            // 7-Zip keeps a Unix mode in the high bits of the
+                            // attributes when bit 15 says so.
+                            let attributes = entry.windows_attributes;
+                            let executable = entry.has_windows_attributes
+                                && attributes & 0x8000 != 0
+                                && (attributes >> 16) & 0o111 != 0;
+                            write_entry(target, &rel, reader, executable, budget)
+                        }
                     });
                     match result {
                         Ok(bytes) => {
@@ -342,7 +365,8 @@ fn unpack_tar(
         if kind.is_dir() {
             make_dir(target, &rel, budget)?;
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            written += write_entry(target, &rel, &mut entry, budget)?;
+            let executable = entry.header().mode().is_ok_and(|mode| mode & 0o111 != 0);
+            written += write_entry(target, &rel, &mut entry, executable, budget)?;
         } else if kind.is_symlink() || kind.is_hard_link() {
             return Err(UnpackError::Link {
                 archive: source.display().to_string(),
@@ -476,6 +500,122 @@ mod tests {
 
     fn rel(s: &str) -> RelPath {
         validate_relative_path(s).unwrap()
+    }
+
+    /// A zip as old Windows tools write it: stored entries whose names are
+    /// in the OEM code page (CP437), without the UTF-8 flag.
+    fn oem_zip(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        fn crc32(data: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &byte in data {
+                crc ^= u32::from(byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let (mut out, mut central) = (Vec::new(), Vec::new());
+        for (name, data) in entries {
+            let offset = out.len() as u32;
+            let (crc, len, name_len) = (crc32(data), data.len() as u32, name.len() as u16);
+            out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+            out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            for field in [crc, len, len] {
+                out.extend_from_slice(&field.to_le_bytes());
+            }
+            out.extend_from_slice(&name_len.to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(name);
+            out.extend_from_slice(data);
+            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            for field in [crc, len, len] {
+                central.extend_from_slice(&field.to_le_bytes());
+            }
+            central.extend_from_slice(&name_len.to_le_bytes());
+            central.extend_from_slice(&[0; 12]);
+            central.extend_from_slice(&offset.to_le_bytes());
+            central.extend_from_slice(name);
+        }
+        let (cd_offset, cd_len, count) =
+            (out.len() as u32, central.len() as u32, entries.len() as u16);
+        out.extend_from_slice(&central);
+        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&cd_len.to_le_bytes());
+        out.extend_from_slice(&cd_offset.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn oem_code_page_names_are_decoded_and_do_not_collide() {
+        let tmp = tempfile::tempdir().unwrap();
+        // "Menü.txt" and "Menö.txt" in CP437: 0x81 is ü, 0x94 is ö. Read as
+        // lossy UTF-8 both would be "Men\u{FFFD}.txt".
+        let zip = oem_zip(&[(b"Men\x81.txt", b"u umlaut"), (b"Men\x94.txt", b"o umlaut")]);
+        std::fs::write(tmp.path().join("oem.zip"), zip).unwrap();
+        let target = tmp.path().join("out");
+        std::fs::create_dir(&target).unwrap();
+        unpack_into(&tmp.path().join("oem.zip"), &rel("oem.zip"), &target).unwrap();
+        assert_eq!(std::fs::read(target.join("Menü.txt")).unwrap(), b"u umlaut");
+        assert_eq!(std::fs::read(target.join("Menö.txt")).unwrap(), b"o umlaut");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn executables_stay_executable() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // tar
+        let mut tar_bytes = Vec::new();
+        {
+            let mut builder = tar::Builder::new(&mut tar_bytes);
+            for (path, bits) in [("bin/game", 0o755), ("readme.txt", 0o644)] {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(2);
+                header.set_mode(bits);
+                header.set_entry_type(tar::EntryType::Regular);
+                builder.append_data(&mut header, path, &b"hi"[..]).unwrap();
+            }
+            builder.finish().unwrap();
+        }
+        std::fs::write(tmp.path().join("g.tar"), &tar_bytes).unwrap();
+        // zip
+        let mut zip_bytes = Vec::new();
+        {
+            let mut writer = zip::ZipWriter::new(std::io::Cursor::new(&mut zip_bytes));
+            for (path, bits) in [("bin/game", 0o755), ("readme.txt", 0o644)] {
+                let options = zip::write::SimpleFileOptions::default().unix_permissions(bits);
+                writer.start_file(path, options).unwrap();
+                writer.write_all(b"hi").unwrap();
+            }
+            writer.finish().unwrap();
+        }
+        std::fs::write(tmp.path().join("g.zip"), &zip_bytes).unwrap();
+        for name in ["g.tar", "g.zip"] {
+            let target = tmp.path().join(format!("out-{name}"));
+            std::fs::create_dir(&target).unwrap();
+            unpack_into(&tmp.path().join(name), &rel(name), &target).unwrap();
+            assert_ne!(mode(&target.join("bin/game")) & 0o111, 0, "{name}");
+            assert_eq!(mode(&target.join("readme.txt")) & 0o111, 0, "{name}");
+        }
+        // A plain executable file of the payload is copied executable.
+        let plain = tmp.path().join("start.sh");
+        std::fs::write(&plain, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let target = tmp.path().join("out-plain");
+        std::fs::create_dir(&target).unwrap();
+        unpack_into(&plain, &rel("start.sh"), &target).unwrap();
+        assert_ne!(mode(&target.join("start.sh")) & 0o111, 0);
     }
 
     #[test]

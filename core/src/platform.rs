@@ -15,3 +15,31 @@ pub fn is_in_use_code(code: Option<i32>) -> bool {
 pub fn is_in_use_code(_code: Option<i32>) -> bool {
     false
 }
+
+/// Unix: adds the execute bits where the read bits are (a game's binary
+/// from an archive that marked it executable).
+#[cfg(unix)]
+pub fn make_executable(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    let with_exec = mode | ((mode & 0o444) >> 2);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(with_exec))
+}
+
+/// Windows runs files by their extension; there is no bit to keep.
+#[cfg(not(unix))]
+pub fn make_executable(_path: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Unix: whether a file has an execute bit.
+#[cfg(unix)]
+pub fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+pub fn is_executable(_path: &std::path::Path) -> bool {
+    false
+}
