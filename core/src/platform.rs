@@ -43,3 +43,56 @@ pub fn is_executable(path: &std::path::Path) -> bool {
 pub fn is_executable(_path: &std::path::Path) -> bool {
     false
 }
+
+/// The name of the filesystem `dir` is on (`vfat`, `FAT32`, `exfat`,
+/// `NTFS`, `ext4`, …) where the system says it; `None` when it cannot tell.
+/// Linux: the longest mount point above `dir` in `/proc/self/mounts`.
+#[cfg(target_os = "linux")]
+pub fn filesystem_name(dir: &std::path::Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let dir = dir.canonicalize().ok()?;
+    crate::fsops::fs_type_in_mounts(&mounts, &dir)
+}
+
+/// Windows: the volume's file system name, as Explorer shows it (`FAT32`,
+/// `exFAT`, `NTFS`).
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub fn filesystem_name(dir: &std::path::Path) -> Option<String> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Storage::FileSystem::{GetVolumeInformationW, GetVolumePathNameW};
+    let wide: Vec<u16> = dir.as_os_str().encode_wide().chain(Some(0)).collect();
+    let mut root = [0u16; 1024];
+    // SAFETY: `wide` is NUL-terminated; `root` is a writable buffer of the
+    // length passed.
+    let found = unsafe { GetVolumePathNameW(wide.as_ptr(), root.as_mut_ptr(), root.len() as u32) };
+    if found == 0 {
+        return None;
+    }
+    let mut name = [0u16; 64];
+    // SAFETY: `root` was NUL-terminated by the call above; the buffers we
+    // do not want are null with length 0; `name` is writable for its length.
+    let read = unsafe {
+        GetVolumeInformationW(
+            root.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            name.as_mut_ptr(),
+            name.len() as u32,
+        )
+    };
+    if read == 0 {
+        return None;
+    }
+    let len = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    Some(String::from_utf16_lossy(&name[..len]))
+}
+
+/// Other systems (macOS): not looked up; a too-big file fails when written.
+#[cfg(not(any(target_os = "linux", windows)))]
+pub fn filesystem_name(_dir: &std::path::Path) -> Option<String> {
+    None
+}

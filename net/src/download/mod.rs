@@ -88,6 +88,10 @@ pub enum DownloadError {
     #[error(transparent)]
     Vote(#[from] VoteError),
     #[error(
+        "the games folder {dir} is on a FAT32 drive, which cannot hold a file over 4 GiB, and {path} is {len} bytes: format the drive as exFAT or NTFS, or choose a games folder on another drive"
+    )]
+    FileTooBigForDrive { dir: String, path: String, len: u64 },
+    #[error(
         "not enough free space in {dir}: {need} bytes needed, {available} free; free some space and try again"
     )]
     DiskFull {
@@ -713,6 +717,11 @@ fn check_space(
         });
     let need = manifest.total_len_bytes().saturating_sub(journaled);
     std::fs::create_dir_all(&job.games_dir).map_err(|e| DownloadError::Io(e.to_string()))?;
+    check_file_sizes(
+        &job.games_dir,
+        manifest,
+        lanspread_core::fsops::max_file_bytes(&job.games_dir),
+    )?;
     let available =
         fs4::available_space(&job.games_dir).map_err(|e| DownloadError::Io(e.to_string()))?;
     if available < need.saturating_add(SPACE_MARGIN_BYTES) {
@@ -723,6 +732,26 @@ fn check_space(
         });
     }
     Ok(())
+}
+
+/// A games folder on FAT32 (a USB stick) cannot hold a file over 4 GiB:
+/// said before anything is fetched, not as a bare write error mid-way.
+fn check_file_sizes(
+    games_dir: &std::path::Path,
+    manifest: &Manifest,
+    max_file_bytes: Option<u64>,
+) -> Result<(), DownloadError> {
+    let Some(max) = max_file_bytes else {
+        return Ok(());
+    };
+    match manifest.files.iter().find(|f| f.len_bytes > max) {
+        Some(file) => Err(DownloadError::FileTooBigForDrive {
+            dir: games_dir.display().to_string(),
+            path: file.path.to_string(),
+            len: file.len_bytes,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Cancels the uploads this PC still serves from a download that ended
@@ -853,4 +882,38 @@ pub async fn plan_update(
     })
     .await
     .map_err(|e| DownloadError::Io(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_over_4_gib_is_refused_for_a_fat32_games_folder_before_any_fetch() {
+        let file = |path: &str, len_bytes: u64| lanspread_core::manifest::FileEntry {
+            path: lanspread_core::validate_relative_path(path).unwrap(),
+            len_bytes,
+            chunks: Vec::new(),
+        };
+        let manifest = Manifest {
+            game: GameId::parse("ut2004").unwrap(),
+            version: GameVersion::parse("1").unwrap(),
+            files: vec![file("Maps/huge.pak", 5 << 30), file("readme.txt", 10)],
+        };
+        let fat = Some(lanspread_core::fsops::FAT_MAX_FILE_BYTES);
+        let dir = std::path::Path::new("E:/games");
+        let err = check_file_sizes(dir, &manifest, fat)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FAT32") && err.contains("Maps/huge.pak") && err.contains("exFAT or NTFS"),
+            "{err}"
+        );
+        assert!(check_file_sizes(dir, &manifest, None).is_ok());
+        let small = Manifest {
+            files: vec![file("a.pak", (4 << 30) - 1)],
+            ..manifest
+        };
+        assert!(check_file_sizes(dir, &small, fat).is_ok());
+    }
 }
