@@ -90,6 +90,20 @@ impl Party {
         self.served[host] = Some(self.lab.spawn(cmd).unwrap());
     }
 
+    /// `serve` with discovery on every adapter it picks by default (no
+    /// `--interface`).
+    fn serve_default_adapters(&mut self, host: usize) {
+        let mut cmd = self.lab.command(host, BIN);
+        cmd.arg("--data")
+            .arg(self.data(host))
+            .args(["serve", "--listen", "0.0.0.0:4747"])
+            .args(["--name", &format!("h{host}"), "--games"])
+            .arg(self.games(host))
+            .stdout(Stdio::null())
+            .stderr(self.log(host));
+        self.served[host] = Some(self.lab.spawn(cmd).unwrap());
+    }
+
     /// Runs `lanspread ARGS` inside `host` against its data folder.
     fn run(&self, host: usize, args: &[&str]) -> std::process::Output {
         self.lab
@@ -223,6 +237,45 @@ fn same_game(a: &Path, b: &Path) {
         tree_hashes(&a.join("ut2004")),
         tree_hashes(&b.join("ut2004"))
     );
+}
+
+/// Two PCs on the LAN that also share a VPN (a direct link named
+/// `tailscale0` on 10.1.0.0/24, whose addresses sort before the LAN's):
+/// they find each other over mDNS and the transfer runs over the LAN.
+#[test]
+fn a_vpn_beside_the_lan_is_not_used_to_find_or_fetch() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut party) = Party::new(2) else {
+        return;
+    };
+    party.lab.add_direct_link(0, 1, "tailscale0", 1).unwrap();
+    seed(&party, &[0], 16, &catalog_version());
+    party.serve_default_adapters(0);
+    party.serve_default_adapters(1);
+    party.wait_for_sources(1, &["h0".to_owned()]);
+    let lan = party.lab.hosts[0].ip.to_string();
+    let status = party.status(1).unwrap();
+    let addrs: Vec<&str> = status["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["addr"].as_str())
+        .collect();
+    assert_eq!(addrs, [format!("{lan}:4747")], "{status}");
+    let report = party.get(1, "ut2004");
+    same_game(&party.games(0), &party.games(1));
+    for peer in report["peers"].as_array().unwrap() {
+        if peer["bytes"].as_u64().unwrap_or(0) > 0 {
+            assert!(
+                peer["addr"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{lan}:")),
+                "bytes came over {}",
+                peer["addr"]
+            );
+        }
+    }
 }
 
 #[test]

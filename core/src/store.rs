@@ -63,8 +63,12 @@ pub struct Settings {
     pub display_name: String,
     /// mDNS discovery on the LAN.
     pub discovery_enabled: bool,
-    /// Network interfaces discovery may use; empty means all of them.
+    /// Network interfaces discovery may use; empty means all of them
+    /// (but virtual and VPN adapters unless `discovery_virtual_adapters`).
     pub discovery_interfaces: Vec<String>,
+    /// Also use virtual and VPN adapters (Hyper-V, WSL, VirtualBox,
+    /// Tailscale, ZeroTier, …) to find and reach peers.
+    pub discovery_virtual_adapters: bool,
     /// Peers typed in by address, `HOST:PORT`.
     pub manual_peers: Vec<String>,
     /// An organiser's catalog that replaces the embedded one.
@@ -94,6 +98,7 @@ impl Default for Settings {
             display_name: String::new(),
             discovery_enabled: true,
             discovery_interfaces: Vec::new(),
+            discovery_virtual_adapters: false,
             manual_peers: Vec::new(),
             catalog_file: None,
             upload_limit_mbit: None,
@@ -383,6 +388,7 @@ mod tests {
             display_name: "Fragmaster".into(),
             discovery_enabled: false,
             discovery_interfaces: vec!["eth0".into()],
+            discovery_virtual_adapters: true,
             manual_peers: vec!["192.0.2.7:4747".into()],
             catalog_file: None,
             upload_limit_mbit: Some(40),

@@ -113,8 +113,8 @@ struct DirectoryInner {
 enum SessionEnd {
     /// The address is our own endpoint.
     Myself,
-    /// The peer is already in the table through another address.
-    Duplicate,
+    /// The peer (this id) is already in the table through another address.
+    Duplicate(String),
     Failed(ClientError),
     Shutdown,
 }
@@ -163,34 +163,49 @@ impl PeerDirectory {
         self.follow(addr, PeerSource::Mdns);
     }
 
-    /// One task per address: a session, and after it ends another attempt,
-    /// backing off from 1 s to 8 s while the peer cannot be reached.
+    /// The addresses one mDNS announcement gave, best first (see
+    /// [`crate::adapters`]): one session, to the best address that answers;
+    /// the others are tried in turn only while it does not.
+    pub fn add_discovered_group(&self, addrs: Vec<SocketAddr>) {
+        self.follow_alternatives(addrs, PeerSource::Mdns);
+    }
+
     fn follow(&self, addr: SocketAddr, source: PeerSource) {
-        let Some(token) = self.claim(addr, source) else {
+        self.follow_alternatives(vec![addr], source);
+    }
+
+    /// One task per peer: a session, and after it ends another attempt,
+    /// backing off from 1 s to 8 s while the peer cannot be reached (each
+    /// failed attempt moves on to the next of its addresses).
+    fn follow_alternatives(&self, addrs: Vec<SocketAddr>, source: PeerSource) {
+        let Some((token, addrs)) = self.claim_group(addrs, source) else {
             return;
         };
+        let first = addrs[0];
         match source {
             PeerSource::Manual => self.inner.state.send_modify(|state| {
-                state.unanswered_typed.insert(addr);
+                state.unanswered_typed.insert(first);
             }),
             PeerSource::Exchange => self.inner.state.send_modify(|state| {
-                state.unanswered_exchanged.insert(addr);
+                state.unanswered_exchanged.insert(first);
             }),
             PeerSource::Mdns | PeerSource::Inbound => {}
         }
         let this = self.clone();
-        let span = tracing::info_span!("peer", %addr, ?source);
+        let span = tracing::info_span!("peer", addr = %first, ?source);
         self.inner.tasks.spawn(
             async move {
                 let mut pause = RETRY_FIRST;
                 let mut failures = 0;
+                let mut current = 0;
                 loop {
+                    let addr = addrs[current];
                     let started = std::time::Instant::now();
                     let end = this.run_session(addr, source, &token).await;
                     // Answered (or not) once: a download need not wait for it.
                     this.inner.state.send_if_modified(|state| {
-                        state.unanswered_typed.remove(&addr)
-                            | state.unanswered_exchanged.remove(&addr)
+                        state.unanswered_typed.remove(&first)
+                            | state.unanswered_exchanged.remove(&first)
                     });
                     match end {
                         SessionEnd::Myself => {
@@ -198,11 +213,23 @@ impl PeerDirectory {
                             break;
                         }
                         SessionEnd::Shutdown => break,
-                        SessionEnd::Duplicate if !source.is_sticky() => break,
-                        SessionEnd::Duplicate => {}
+                        SessionEnd::Duplicate(_) if !source.is_sticky() => break,
+                        SessionEnd::Duplicate(id) => {
+                            // One session per peer: wait, without
+                            // reconnecting, until the other one ends.
+                            let mut table = this.inner.state.subscribe();
+                            tokio::select! {
+                                biased;
+                                () = token.cancelled() => break,
+                                _ = table.wait_for(|s| !s.peers.contains_key(&id)) => {}
+                            }
+                            current = 0;
+                            continue;
+                        }
                         SessionEnd::Failed(err) => {
                             tracing::debug!("{err}");
                             failures += 1;
+                            current = (current + 1) % addrs.len();
                             if !source.is_sticky() && failures >= HEARD_OF_ATTEMPTS {
                                 break;
                             }
@@ -210,6 +237,7 @@ impl PeerDirectory {
                     }
                     if started.elapsed() > RETRY_LAST {
                         failures = 0;
+                        current = 0;
                     }
                     // A session that lasted a while was a real connection:
                     // try again soon. Repeated failures back off.
@@ -224,7 +252,9 @@ impl PeerDirectory {
                         () = tokio::time::sleep(pause) => {}
                     }
                 }
-                this.release(addr);
+                for addr in &addrs {
+                    this.release(*addr);
+                }
             }
             .instrument(span),
         );
@@ -242,21 +272,37 @@ impl PeerDirectory {
         }
     }
 
-    fn claim(&self, addr: SocketAddr, source: PeerSource) -> Option<CancellationToken> {
+    /// Claims the addresses of `addrs` that no task follows yet, under one
+    /// token; `None` when none is left (or the table is full).
+    fn claim_group(
+        &self,
+        addrs: Vec<SocketAddr>,
+        source: PeerSource,
+    ) -> Option<(CancellationToken, Vec<SocketAddr>)> {
         let mut sessions = self
             .inner
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if sessions.contains_key(&addr)
-            || self.inner.shutdown.is_cancelled()
+        if self.inner.shutdown.is_cancelled()
             || (!source.is_sticky() && sessions.len() >= MAX_FOLLOWED)
         {
             return None;
         }
+        let mut free: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            if !sessions.contains_key(&addr) && !free.contains(&addr) {
+                free.push(addr);
+            }
+        }
+        if free.is_empty() {
+            return None;
+        }
         let token = self.inner.shutdown.child_token();
-        sessions.insert(addr, token.clone());
-        Some(token)
+        for addr in &free {
+            sessions.insert(*addr, token.clone());
+        }
+        Some((token, free))
     }
 
     fn release(&self, addr: SocketAddr) {
@@ -326,7 +372,7 @@ impl PeerDirectory {
         });
         if !inserted {
             client.close();
-            return SessionEnd::Duplicate;
+            return SessionEnd::Duplicate(id);
         }
         tracing::info!(peer = %id, name = %peer.name, "peer joined");
         let _ = self.inner.events.send(Event::PeerJoined {
@@ -433,8 +479,11 @@ pub async fn resolve(target: &str) -> Result<SocketAddr, String> {
 #[derive(Debug, Clone, Default)]
 pub struct DiscoveryConfig {
     pub enabled: bool,
-    /// Interface names; empty means every interface.
+    /// Interface names; empty means every interface (but virtual and VPN
+    /// adapters, unless `include_virtual`).
     pub interfaces: Vec<String>,
+    /// Also announce on, and follow peers through, virtual and VPN adapters.
+    pub include_virtual: bool,
 }
 
 /// Addresses followed per mDNS announcement, at most: a PC has one or two
@@ -444,20 +493,28 @@ pub const MAX_ADDRS_PER_ANNOUNCEMENT: usize = 4;
 /// Announced instances followed, at most.
 pub const MAX_ANNOUNCED_PEERS: usize = 256;
 
-/// The addresses of one announcement that are followed: IPv4 before IPv6,
-/// no IPv6 link-local (the endpoint cannot use a scope), no duplicates, at
-/// most [`MAX_ADDRS_PER_ANNOUNCEMENT`].
-pub fn announced_addrs(ips: impl Iterator<Item = IpAddr>, port: u16) -> Vec<SocketAddr> {
-    let mut usable: Vec<IpAddr> = ips
+/// The addresses of one announcement that are followed, best first (see
+/// [`crate::adapters::rank`]: our LAN's subnet, other IPv4, IPv6; those
+/// reachable only through a virtual or VPN adapter left out unless
+/// `include_virtual`), no IPv6 link-local (the endpoint cannot use a
+/// scope), no duplicates, at most [`MAX_ADDRS_PER_ANNOUNCEMENT`].
+pub fn announced_addrs(
+    ips: impl Iterator<Item = IpAddr>,
+    port: u16,
+    ours: &[crate::adapters::LocalNet],
+    include_virtual: bool,
+) -> Vec<SocketAddr> {
+    let mut usable: Vec<(u8, IpAddr)> = ips
         .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
         .take(MAX_ADDRS_PER_ANNOUNCEMENT * 16)
+        .filter_map(|ip| crate::adapters::rank(ip, ours, include_virtual).map(|r| (r, ip)))
         .collect();
-    usable.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    usable.sort_unstable();
     usable.dedup();
     usable
         .into_iter()
         .take(MAX_ADDRS_PER_ANNOUNCEMENT)
-        .map(|ip| SocketAddr::new(ip, port))
+        .map(|(_, ip)| SocketAddr::new(ip, port))
         .collect()
 }
 
@@ -472,10 +529,23 @@ pub async fn run_mdns(
     use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 
     let daemon = ServiceDaemon::new()?;
+    let our_nets = crate::adapters::local_nets();
     if !config.interfaces.is_empty() {
         daemon.disable_interface(IfKind::All)?;
         for name in &config.interfaces {
             daemon.enable_interface(IfKind::Name(name.clone()))?;
+        }
+    } else if !config.include_virtual {
+        // Not announced on, nor heard through, virtual and VPN adapters.
+        let mut skipped: Vec<&str> = our_nets
+            .iter()
+            .filter(|n| n.is_virtual)
+            .map(|n| n.name.as_str())
+            .collect();
+        skipped.dedup();
+        for name in skipped {
+            tracing::debug!("mDNS skips the virtual or VPN adapter {name}");
+            daemon.disable_interface(IfKind::Name(name.to_owned()))?;
         }
     }
     let instance = id_hex(&ours.peer_id);
@@ -513,19 +583,27 @@ pub async fn run_mdns(
                     tracing::debug!(name = %info.fullname, "ignoring an announcement: too many peers announced");
                     continue;
                 }
-                let addrs =
-                    announced_addrs(info.addresses.iter().map(|ip| ip.to_ip_addr()), info.port);
-                for addr in &addrs {
-                    directory.add_discovered(*addr);
+                let addrs = announced_addrs(
+                    info.addresses.iter().map(|ip| ip.to_ip_addr()),
+                    info.port,
+                    &our_nets,
+                    config.include_virtual,
+                );
+                if !addrs.is_empty() {
+                    directory.add_discovered_group(addrs.clone());
                 }
-                // Addresses it no longer announces are let go.
-                for gone in known
+                // Addresses it no longer announces are let go when none of
+                // the old ones is left (its session is on one of them, and
+                // the addresses of one peer share one session); otherwise
+                // the session goes on, and a stale alternative is only
+                // tried, and fails, if the current address stops answering.
+                let old = known
                     .insert(info.fullname.clone(), addrs.clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|a| !addrs.contains(a))
-                {
-                    directory.forget(gone);
+                    .unwrap_or_default();
+                if !old.iter().any(|a| addrs.contains(a)) {
+                    for gone in old {
+                        directory.forget(gone);
+                    }
                 }
             }
             ServiceEvent::ServiceRemoved(_, name) => {
@@ -548,7 +626,7 @@ mod tests {
     #[test]
     fn an_announcement_with_thousands_of_addresses_starts_a_few_sessions() {
         let flood = (0..5000u32).map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
-        let followed = announced_addrs(flood, 4747);
+        let followed = announced_addrs(flood, 4747, &[], false);
         assert_eq!(followed.len(), MAX_ADDRS_PER_ANNOUNCEMENT);
         // IPv4 first, link-local IPv6 never, duplicates once.
         let mixed = [
@@ -557,7 +635,7 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
             "10.0.0.2".parse().unwrap(),
         ];
-        let followed = announced_addrs(mixed.into_iter(), 4747);
+        let followed = announced_addrs(mixed.into_iter(), 4747, &[], false);
         assert_eq!(
             followed,
             [

@@ -19,6 +19,7 @@
 //!   its local commands (downloads, install, update, …) live in `local`.
 //! - [`control`]: the local control socket for CLI commands.
 
+pub mod adapters;
 pub mod client;
 pub mod control;
 pub mod data_lock;

@@ -270,6 +270,28 @@ impl Lab {
         Ok(())
     }
 
+    /// A second, direct link between hosts `a` and `b`, an interface named
+    /// `name` in both (a VPN-like adapter such as `tailscale0`), on
+    /// 10.`subnet`.0.0/24: `a` gets .1, `b` .2.
+    pub fn add_direct_link(
+        &self,
+        a: usize,
+        b: usize,
+        name: &str,
+        subnet: u8,
+    ) -> Result<(), String> {
+        let (na, nb) = (&self.hosts[a].namespace, &self.hosts[b].namespace);
+        run(&[
+            "ip", "-n", na, "link", "add", name, "type", "veth", "peer", "name", name, "netns", nb,
+        ])?;
+        for (ns, last) in [(na, 1), (nb, 2)] {
+            let cidr = format!("10.{subnet}.0.{last}/24");
+            run(&["ip", "-n", ns, "addr", "add", &cidr, "dev", name])?;
+            run(&["ip", "-n", ns, "link", "set", name, "up"])?;
+        }
+        Ok(())
+    }
+
     /// A command that runs inside `host`'s namespace.
     pub fn command(&self, host: usize, program: &str) -> Command {
         let mut cmd = Command::new("ip");

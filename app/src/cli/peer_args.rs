@@ -11,9 +11,14 @@ pub struct PeerArgs {
     /// Do not use mDNS: only the --peer addresses are contacted.
     #[arg(long)]
     pub no_discovery: bool,
-    /// Restrict mDNS to this network interface (repeatable; default: all).
+    /// Restrict mDNS to this network interface (repeatable; default: all
+    /// but virtual and VPN adapters).
     #[arg(long = "interface", value_name = "NAME")]
     pub interfaces: Vec<String>,
+    /// Also use virtual and VPN adapters (Hyper-V, WSL, Docker, Tailscale,
+    /// ZeroTier, …) to find and reach peers.
+    #[arg(long)]
+    pub virtual_adapters: bool,
     /// Cap all uploads of this PC together, in Mbit/s.
     #[arg(long, value_name = "MBIT")]
     pub upload_limit: Option<f64>,
@@ -31,6 +36,7 @@ impl PeerArgs {
         DiscoveryConfig {
             enabled: !self.no_discovery,
             interfaces: self.interfaces.clone(),
+            include_virtual: self.virtual_adapters,
         }
     }
 }

@@ -214,6 +214,7 @@ impl Backend {
         config.discovery = DiscoveryConfig {
             enabled: settings.discovery_enabled && !self.launch.discovery_off,
             interfaces: settings.discovery_interfaces.clone(),
+            include_virtual: settings.discovery_virtual_adapters,
         };
         let policy = settings.sharing_policy();
         config.upload_limit_bytes_per_sec = policy.upload_limit_bytes_per_sec;

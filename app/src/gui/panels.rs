@@ -212,6 +212,12 @@ pub fn settings(screen: &mut Screen, ui: &mut egui::Ui, commands: &mut Vec<UiCom
                 settings.discovery_interfaces = split_list(&interfaces);
             }
             ui.end_row();
+            ui.label("");
+            ui.checkbox(
+                &mut settings.discovery_virtual_adapters,
+                "Also use virtual and VPN adapters (Hyper-V, WSL, VirtualBox, Tailscale, ZeroTier…)",
+            );
+            ui.end_row();
             let label = ui.label("Manual peers");
             let mut peers = settings.manual_peers.join("\n");
             if ui
