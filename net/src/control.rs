@@ -116,6 +116,12 @@ pub struct StatusReport {
     /// Games started from this lanspread that still run.
     #[serde(default)]
     pub running: Vec<String>,
+    /// A peer connected to this PC since it started.
+    #[serde(default)]
+    pub reached_by_peers: bool,
+    /// Peers followed for a while and none connected in: a firewall?
+    #[serde(default)]
+    pub maybe_firewalled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +187,8 @@ impl StatusReport {
             hashing: state.hashing.clone(),
             sharing: state.sharing,
             running: state.running.iter().map(ToString::to_string).collect(),
+            reached_by_peers: state.reached_by_peers,
+            maybe_firewalled: state.maybe_firewalled,
         }
     }
 }

@@ -112,6 +112,31 @@ pub struct PeerState {
     pub running: std::collections::BTreeSet<GameId>,
     /// The upload limit and pause in force now.
     pub sharing: lanspread_core::SharingInForce,
+    /// Some peer connected to this PC since it started (so the others can
+    /// reach it: no firewall in the way).
+    pub reached_by_peers: bool,
+    /// This PC reaches peers, but for [`UNREACHED_AFTER`] none has
+    /// connected to it: a firewall (Windows Firewall on a network classed
+    /// Public) probably blocks lanspread. It downloads but never seeds.
+    pub maybe_firewalled: bool,
+}
+
+/// How long this PC follows peers without any connecting back before the
+/// window says a firewall may be in the way. Every peer follows a PC that
+/// connects to it, so in a party that can reach us one does within seconds.
+pub const UNREACHED_AFTER: Duration = Duration::from_secs(30);
+const REACHABILITY_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Whether to suspect a firewall: peers followed for [`UNREACHED_AFTER`]
+/// (`peers_since`: since when the table has not been empty) and none ever
+/// connected in.
+pub fn maybe_firewalled(
+    reached: bool,
+    peers_since: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> bool {
+    !reached
+        && peers_since.is_some_and(|since| now.saturating_duration_since(since) >= UNREACHED_AFTER)
 }
 
 /// Something that happened, for logs and the GUI.
@@ -584,18 +609,42 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         });
     }
     {
-        // A PC that connects to us becomes a peer we follow.
+        // A PC that connects to us becomes a peer we follow; and that one
+        // did tells us the others can reach us (a firewall lets them in).
         let directory = directory.clone();
         let token = shutdown.child_token();
+        let state = state_tx.clone();
         tasks.spawn(async move {
+            let mut check = tokio::time::interval(REACHABILITY_CHECK_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut peers_since: Option<std::time::Instant> = None;
             loop {
                 tokio::select! {
                     biased;
                     () = token.cancelled() => break,
                     addr = inbound_rx.recv() => match addr {
-                        Some(addr) => directory.add_heard_of(addr, crate::discovery::PeerSource::Inbound),
+                        Some(addr) => {
+                            directory.add_heard_of(addr, crate::discovery::PeerSource::Inbound);
+                            state.send_if_modified(|s| {
+                                let changed = !s.reached_by_peers || s.maybe_firewalled;
+                                s.reached_by_peers = true;
+                                s.maybe_firewalled = false;
+                                changed
+                            });
+                        }
                         None => break,
                     },
+                    _ = check.tick() => {
+                        let now = std::time::Instant::now();
+                        let has_peers = !state.borrow().peers.is_empty();
+                        peers_since = if has_peers { peers_since.or(Some(now)) } else { None };
+                        state.send_if_modified(|s| {
+                            let hint = maybe_firewalled(s.reached_by_peers, peers_since, now);
+                            let changed = s.maybe_firewalled != hint;
+                            s.maybe_firewalled = hint;
+                            changed
+                        });
+                    }
                 }
             }
         });
@@ -1052,5 +1101,23 @@ async fn keep_sharing(
             changed = inputs.policy.changed() => if changed.is_err() { break },
             _ = tick.tick() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_firewall_is_suspected_only_after_peers_never_reached_us() {
+        let t0 = std::time::Instant::now();
+        let later = t0 + UNREACHED_AFTER;
+        assert!(maybe_firewalled(false, Some(t0), later));
+        assert!(!maybe_firewalled(false, Some(t0), t0 + UNREACHED_AFTER / 2));
+        assert!(
+            !maybe_firewalled(true, Some(t0), later),
+            "a peer connected in"
+        );
+        assert!(!maybe_firewalled(false, None, later), "no peer at all");
     }
 }

@@ -851,6 +851,23 @@ fn a_remove_during_the_first_hash_stops_the_scan_and_waits_for_it() {
     );
 }
 
+/// Two PCs that reach each other: each sees the other connect in (the one
+/// typed follows back), so neither suspects a firewall.
+#[test]
+fn peers_that_reach_each_other_know_it() {
+    let catalog = catalog();
+    let a = TestPeer::start(None, &catalog, &[]);
+    let b = TestPeer::start(None, &catalog, &[a.addr()]);
+    for (name, peer) in [("a", &a), ("b", &b)] {
+        assert!(
+            peer.handle
+                .wait_until(Duration::from_secs(5), |s| s.reached_by_peers),
+            "{name} never saw a peer connect in"
+        );
+        assert!(!peer.handle.state().maybe_firewalled);
+    }
+}
+
 /// A client that opens more streams than a connection may use (33, one
 /// over the limit) and never reads an answer cannot hold the serving PC:
 /// its shutdown returns within 15 s.

@@ -166,7 +166,13 @@ pub fn run(global: &GlobalArgs, options: WindowOptions) -> anyhow::Result<()> {
             }))
         }),
     )
-    .map_err(|err| anyhow::anyhow!("the window could not be opened: {err}"))
+    .map_err(|err| {
+        anyhow::anyhow!(
+            "the window could not be opened: {err}. lanspread draws with OpenGL 2 or newer, which \
+             Remote Desktop and some virtual machines do not offer: run it on the PC itself, or use \
+             the command line (`lanspread serve`, `lanspread get ID`), which needs no window"
+        )
+    })
 }
 
 /// The screenshot tour: drives the window through the views the README

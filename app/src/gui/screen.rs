@@ -233,6 +233,12 @@ impl Screen {
                 }
             });
         });
+        if snapshot.peer.maybe_firewalled {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                firewall_hint(snapshot.peer.peers.len()),
+            );
+        }
         if let Some(notice) = self.notice.clone() {
             ui.horizontal(|ui| {
                 ui.label(notice);
@@ -242,4 +248,14 @@ impl Screen {
             });
         }
     }
+}
+
+/// What the window says when this PC reaches peers but none reaches it.
+pub fn firewall_hint(peers: usize) -> String {
+    format!(
+        "This PC reaches {peers} other PC{} but none has connected to it: a firewall probably blocks lanspread, \
+         so the others cannot download from you. On Windows: Windows Security > Firewall & network protection > \
+         Allow an app through firewall > Change settings > tick lanspread for Private and Public.",
+        if peers == 1 { "" } else { "s" }
+    )
 }

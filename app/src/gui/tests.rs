@@ -1017,3 +1017,28 @@ fn play_starts_the_game_and_the_card_says_running_until_it_ends() {
     );
     eprintln!("Play back {:?} after the game ended", quit.elapsed());
 }
+
+#[test]
+fn a_pc_nobody_reaches_is_told_about_the_firewall() {
+    let (_folder, mut snapshot) = party();
+    let mut harness = window(snapshot.clone(), PresetPicker::default());
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("a firewall probably blocks")
+            .is_none()
+    );
+    snapshot.peer.maybe_firewalled = true;
+    harness.state_mut().snapshot = snapshot;
+    harness.run();
+    assert!(
+        harness
+            .query_by_label_contains("This PC reaches 2 other PCs but none has connected to it")
+            .is_some()
+    );
+    assert!(
+        harness
+            .query_by_label_contains("Allow an app through firewall")
+            .is_some()
+    );
+}
