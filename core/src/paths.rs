@@ -115,6 +115,21 @@ const WINDOWS_FORBIDDEN_CHARS: &[char] = &['<', '>', ':', '"', '|', '?', '*'];
 /// The one path validation function: accepts a relative, `/`-separated path
 /// that stays inside its folder on every platform lanspread runs on.
 pub fn validate_relative_path(raw: &str) -> Result<RelPath, PathError> {
+    // One spelling of every name: macOS writes "é" as "e" + a combining
+    // accent (NFD), Windows and Linux as one character (NFC). Paths are
+    // kept in NFC, so a Mac and a PC build one manifest, one digest, and
+    // two spellings of one name are one path (a collision, not two files).
+    if unicode_normalization::is_nfc_quick(raw.chars()) != unicode_normalization::IsNormalized::Yes
+    {
+        let nfc: String = unicode_normalization::UnicodeNormalization::nfc(raw).collect();
+        if nfc != raw {
+            return validate_nfc_path(&nfc);
+        }
+    }
+    validate_nfc_path(raw)
+}
+
+fn validate_nfc_path(raw: &str) -> Result<RelPath, PathError> {
     let owned = || raw.to_owned();
     if raw.is_empty() {
         return Err(PathError::Empty);
@@ -234,10 +249,68 @@ pub fn resolve_within(root: &Path, rel: &RelPath) -> Result<PathBuf, PathError> 
     Ok(current)
 }
 
+/// [`resolve_within`], also finding a file whose name is spelled in
+/// another Unicode form on disk (NFD names copied from a Mac onto a Linux
+/// disk, which does not normalise): when the path does not exist as
+/// spelled, each folder on the way is searched for the entry whose NFC
+/// spelling matches.
+pub fn resolve_within_any_spelling(root: &Path, rel: &RelPath) -> Result<PathBuf, PathError> {
+    let resolved = resolve_within(root, rel)?;
+    if rel.as_str().is_ascii() || std::fs::symlink_metadata(&resolved).is_ok() {
+        return Ok(resolved);
+    }
+    let mut on_disk = PathBuf::new();
+    for component in rel.components() {
+        let folder = root.join(&on_disk);
+        let found = std::fs::read_dir(&folder).ok().and_then(|entries| {
+            entries.filter_map(Result::ok).find_map(|entry| {
+                let name = entry.file_name();
+                let name = name.to_str()?;
+                let nfc: String = unicode_normalization::UnicodeNormalization::nfc(name).collect();
+                (nfc == component).then(|| name.to_owned())
+            })
+        });
+        match found {
+            Some(name) => on_disk.push(name),
+            None => return Ok(resolved),
+        }
+    }
+    let spelled = validate_nfc_path_on_disk(&on_disk);
+    match spelled {
+        Some(rel_on_disk) => resolve_within(root, &rel_on_disk),
+        None => Ok(resolved),
+    }
+}
+
+/// The on-disk spelling as a relative path for [`resolve_within`]'s link
+/// checks (not normalised: it must name the entries as they are).
+fn validate_nfc_path_on_disk(path: &Path) -> Option<RelPath> {
+    let text = path.to_str()?.replace(std::path::MAIN_SEPARATOR, "/");
+    validate_nfc_path(&text).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_name_spelled_the_mac_way_on_disk_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("Maps")).unwrap();
+        std::fs::write(dir.path().join("Maps/Cafe\u{301}.ut2"), b"nfd").unwrap();
+        let rel = validate_relative_path("Maps/Caf\u{e9}.ut2").unwrap();
+        let found = resolve_within_any_spelling(dir.path(), &rel).unwrap();
+        assert_eq!(std::fs::read(found).unwrap(), b"nfd");
+    }
+
+    #[test]
+    fn a_mac_and_a_pc_spell_a_name_the_same() {
+        let mac = validate_relative_path("Maps/Cafe\u{301}.ut2").unwrap();
+        let pc = validate_relative_path("Maps/Caf\u{e9}.ut2").unwrap();
+        assert_eq!(mac, pc);
+        assert_eq!(mac.as_str(), "Maps/Caf\u{e9}.ut2");
+    }
 
     #[test]
     fn accepts_ordinary_game_paths() {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use lanspread_core::library::{NotShareable, check_shareable};
-use lanspread_core::paths::{resolve_within, validate_relative_path};
+use lanspread_core::paths::validate_relative_path;
 use lanspread_core::{GameCatalog, GameId, GameVersion, OutboundTransfers, TransferGuard};
 use quinn::VarInt;
 use tokio::sync::{Semaphore, watch};
@@ -624,7 +624,7 @@ fn locate_ranges(
             ));
         };
         check_range(entry, range)?;
-        let disk_path = resolve_within(&game_dir, &path)
+        let disk_path = lanspread_core::paths::resolve_within_any_spelling(&game_dir, &path)
             .map_err(|e| WireError::new(ErrorCode::BadPath, e.to_string()))?;
         located.push(RangeFile::Payload(disk_path));
     }
