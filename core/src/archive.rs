@@ -203,6 +203,28 @@ fn write_entry(
     Ok(written)
 }
 
+/// Whether a file starts like a native program: an ELF or Mach-O binary,
+/// or a script with `#!`. Plain payload files fetched from a peer carry no
+/// execute bit (the manifest does not: Windows and Linux seeders, and a
+/// Linux PC reading an NTFS or FAT disk that shows every file executable,
+/// must agree on one manifest), so installing decides from the content,
+/// the same on every PC.
+fn looks_executable(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let Ok(()) = file.read_exact(&mut head) else {
+        return false;
+    };
+    head == *b"\x7fELF"
+        || head.starts_with(b"#!")
+        || matches!(
+            u32::from_be_bytes(head),
+            0xfeed_face | 0xfeed_facf | 0xcefa_edfe | 0xcffa_edfe | 0xcafe_babe
+        )
+}
+
 fn make_dir(target: &Path, rel: &RelPath, budget: &mut Budget) -> Result<(), UnpackError> {
     budget.entry()?;
     let path = rel.join_to(target);
@@ -230,7 +252,9 @@ fn unpack_within(
         PayloadKind::Plain => {
             let mut file = File::open(source).map_err(io_err(source))?;
             budget.archive = u64::MAX;
-            let executable = crate::platform::is_executable(source);
+            // The bit, where the file has it here; else its first bytes (a
+            // download does not carry the bit: see `looks_executable`).
+            let executable = crate::platform::is_executable(source) || looks_executable(source);
             write_entry(target, name, &mut file, executable, budget)
         }
         PayloadKind::Zip => {
@@ -610,12 +634,25 @@ mod tests {
         }
         // A plain executable file of the payload is copied executable.
         let plain = tmp.path().join("start.sh");
-        std::fs::write(&plain, b"#!/bin/sh\n").unwrap();
+        std::fs::write(&plain, b"echo hi\n").unwrap();
         std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
         let target = tmp.path().join("out-plain");
         std::fs::create_dir(&target).unwrap();
         unpack_into(&plain, &rel("start.sh"), &target).unwrap();
         assert_ne!(mode(&target.join("start.sh")) & 0o111, 0);
+        // A downloaded one (no bit) that is a program by its first bytes
+        // too; a data file not.
+        for (name, bytes, runnable) in [
+            ("game-bin", &b"\x7fELF\x02\x01\x01"[..], true),
+            ("run.sh", b"#!/bin/sh\nexec ./game-bin\n", true),
+            ("maps.pak", b"PAK data", false),
+        ] {
+            let fetched = tmp.path().join(name);
+            std::fs::write(&fetched, bytes).unwrap();
+            std::fs::set_permissions(&fetched, std::fs::Permissions::from_mode(0o644)).unwrap();
+            unpack_into(&fetched, &rel(name), &target).unwrap();
+            assert_eq!(mode(&target.join(name)) & 0o111 != 0, runnable, "{name}");
+        }
     }
 
     #[test]
