@@ -123,6 +123,49 @@ pub fn run(global: &GlobalArgs, options: WindowOptions) -> anyhow::Result<()> {
         );
     }
     let log = log::init(&data_dir);
+    let launch = Launch {
+        data_dir,
+        catalog_override: global.catalog.clone(),
+        discovery_off: options.no_discovery,
+    };
+    // OpenGL first (light, and what llvmpipe and most drivers offer); where
+    // it cannot start (Remote Desktop, some VMs), wgpu (Direct3D 12,
+    // Vulkan or Metal). `LANSPREAD_RENDERER=wgpu|glow` picks one.
+    let renderers = match std::env::var("LANSPREAD_RENDERER").as_deref() {
+        Ok("wgpu") => vec![eframe::Renderer::Wgpu],
+        Ok("glow") => vec![eframe::Renderer::Glow],
+        _ => vec![eframe::Renderer::Glow, eframe::Renderer::Wgpu],
+    };
+    let mut failures = Vec::new();
+    for renderer in renderers {
+        match open_window(renderer, launch.clone(), log.clone(), options.clone()) {
+            Ok(()) => return Ok(()),
+            // The window opened and lanspread failed to start in it: not
+            // a matter of drawing, another renderer would not help.
+            Err(eframe::Error::AppCreation(err)) => {
+                return Err(anyhow::anyhow!("lanspread could not start: {err}"));
+            }
+            Err(err) => {
+                tracing::warn!("the {renderer} renderer could not open the window: {err}");
+                failures.push(format!("{renderer}: {err}"));
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "the window could not be opened ({}). lanspread draws with OpenGL 2 or, failing that, \
+         Direct3D 12, Vulkan or Metal; where none works (some virtual machines), use the command \
+         line (`lanspread serve`, `lanspread get ID`), which needs no window",
+        failures.join("; ")
+    ))
+}
+
+/// Opens the window with one renderer and runs until it is closed.
+fn open_window(
+    renderer: eframe::Renderer,
+    launch: Launch,
+    log: log::LogBuffer,
+    options: WindowOptions,
+) -> Result<(), eframe::Error> {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("lanspread")
         .with_inner_size([1200.0, 760.0])
@@ -133,13 +176,8 @@ pub fn run(global: &GlobalArgs, options: WindowOptions) -> anyhow::Result<()> {
     }
     let native = eframe::NativeOptions {
         viewport,
-        renderer: eframe::Renderer::Glow,
+        renderer,
         ..Default::default()
-    };
-    let launch = Launch {
-        data_dir,
-        catalog_override: global.catalog.clone(),
-        discovery_off: options.no_discovery,
     };
     eframe::run_native(
         "lanspread",
@@ -166,13 +204,6 @@ pub fn run(global: &GlobalArgs, options: WindowOptions) -> anyhow::Result<()> {
             }))
         }),
     )
-    .map_err(|err| {
-        anyhow::anyhow!(
-            "the window could not be opened: {err}. lanspread draws with OpenGL 2 or newer, which \
-             Remote Desktop and some virtual machines do not offer: run it on the PC itself, or use \
-             the command line (`lanspread serve`, `lanspread get ID`), which needs no window"
-        )
-    })
 }
 
 /// The screenshot tour: drives the window through the views the README
