@@ -78,8 +78,34 @@ pub struct RemotePeer {
     pub library_revision: Option<u64>,
     #[serde(skip)]
     pub last_seen: Instant,
-    #[serde(skip)]
-    pub client: Option<PeerClient>,
+}
+
+/// The live connection of every peer in the table, by id: kept beside the
+/// published state, not in it (the window clones the state every frame;
+/// downloads take their connections from here).
+#[derive(Debug, Clone, Default)]
+pub struct Connections(Arc<Mutex<HashMap<String, PeerClient>>>);
+
+impl Connections {
+    /// The connection to the peer with this id, while its session lives.
+    pub fn get(&self, id: &str) -> Option<PeerClient> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn insert(&self, id: String, client: PeerClient) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, client);
+    }
+
+    fn remove(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
 }
 
 /// Hex of a peer id.
@@ -105,6 +131,8 @@ struct DirectoryInner {
     /// Addresses with a live session or supervisor; protects against two
     /// sessions to one address. Held only to insert or remove.
     sessions: Mutex<HashMap<SocketAddr, CancellationToken>>,
+    /// The connection of each peer in the table.
+    connections: Connections,
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -137,6 +165,7 @@ impl PeerDirectory {
                 events,
                 shutdown,
                 sessions: Mutex::new(HashMap::new()),
+                connections: Connections::default(),
                 tasks: tokio_util::task::TaskTracker::new(),
             }),
         }
@@ -260,6 +289,11 @@ impl PeerDirectory {
         );
     }
 
+    /// The connections of the peers in the table.
+    pub fn connections(&self) -> Connections {
+        self.inner.connections.clone()
+    }
+
     /// Ends the session to `addr`, if any (an mDNS goodbye).
     pub fn forget(&self, addr: SocketAddr) {
         let sessions = self
@@ -358,13 +392,14 @@ impl PeerDirectory {
             games: Vec::new(),
             library_revision: None,
             last_seen: Instant::now(),
-            client: Some(client.clone()),
         };
         let mut inserted = false;
         self.inner.state.send_if_modified(|state| {
             if state.peers.contains_key(&id) {
                 return false;
             }
+            // The connection is there before the peer is seen in the table.
+            self.inner.connections.insert(id.clone(), client.clone());
             state.peers.insert(id.clone(), peer.clone());
             state.table_changed_at = Some(Instant::now());
             inserted = true;
@@ -384,6 +419,7 @@ impl PeerDirectory {
         client.close();
         self.inner.state.send_modify(|state| {
             state.peers.remove(&id);
+            self.inner.connections.remove(&id);
             state.table_changed_at = Some(Instant::now());
         });
         tracing::info!(peer = %id, "peer left");

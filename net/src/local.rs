@@ -25,6 +25,8 @@ pub(crate) struct LocalContext {
     pub(crate) partials: crate::swarm::PartialShares,
     /// Running downloads; the mutex guards only inserts and removals.
     pub(crate) downloads: std::sync::Mutex<BTreeMap<GameId, CancellationToken>>,
+    /// The connections of the peers in the table.
+    pub(crate) connections: crate::discovery::Connections,
     /// Games started from here (Play) and still running.
     pub(crate) running: std::sync::Arc<crate::play::Running>,
     pub(crate) shutdown: CancellationToken,
@@ -174,6 +176,7 @@ impl LocalContext {
             catalog,
             transfers: self.transfers.clone(),
             peers: self.state.subscribe(),
+            connections: self.connections.clone(),
             partials: self.partials.clone(),
             cancel,
             on_progress: Box::new(move |progress: &DownloadProgress| {
@@ -208,9 +211,16 @@ impl LocalContext {
             .map(ToString::to_string)
             .ok_or_else(|| format!("{game} is not in the catalog"))?;
         let peers = self.state.borrow().clone();
-        let plan = crate::download::plan_update(game, &games_dir, &store, &catalog, &peers)
-            .await
-            .map_err(|e| e.to_string())?;
+        let plan = crate::download::plan_update(
+            game,
+            &games_dir,
+            &store,
+            &catalog,
+            &peers,
+            &self.connections,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         self.state.send_modify(|s| {
             s.update_plans.insert(game.to_string(), (version, plan));
         });

@@ -720,6 +720,7 @@ async fn run(parts: Parts, ready: std::sync::mpsc::SyncSender<Ready>) {
         rescan: rescan_tx.clone(),
         partials,
         downloads: std::sync::Mutex::new(BTreeMap::new()),
+        connections: directory.connections(),
         running,
         shutdown: shutdown.child_token(),
     });

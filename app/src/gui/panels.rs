@@ -144,11 +144,10 @@ pub fn peers(
                 ui.label(&peer.name);
                 ui.label(peer.addr.to_string());
                 ui.label(peer.games.len().to_string());
-                let connected = peer
-                    .client
-                    .as_ref()
-                    .is_some_and(|c| c.connection().close_reason().is_none());
-                ui.label(if connected {
+                // A peer is listed while its session lives; its library
+                // long-poll answers at least every few tens of seconds.
+                let quiet = now.saturating_duration_since(peer.last_seen);
+                ui.label(if quiet < std::time::Duration::from_secs(30) {
                     "now (connected)".to_owned()
                 } else {
                     format!(

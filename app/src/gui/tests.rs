@@ -64,7 +64,6 @@ fn party() -> (GamesFolder, Snapshot) {
                 games: vec![announced(&catalog, "ut2004"), announced(&catalog, "cs16")],
                 library_revision: Some(1),
                 last_seen: Instant::now(),
-                client: None,
             },
         );
     }
@@ -468,7 +467,6 @@ fn a_big_party_stays_drawable() {
                 games,
                 library_revision: Some(1),
                 last_seen: Instant::now(),
-                client: None,
             },
         );
     }
@@ -654,7 +652,6 @@ fn the_detail_view_says_who_holds_which_version_and_who_downloads_from_us() {
             games: vec![partial],
             library_revision: Some(1),
             last_seen: Instant::now(),
-            client: None,
         },
     );
     snapshot.peer.transfers.outbound.insert(id("ut2004"), 2);

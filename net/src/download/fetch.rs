@@ -171,7 +171,13 @@ impl<'a> Fetch<'a> {
             }
         }
         let digest = self.partial.digest;
-        for source in sources(&state, &self.job.game, self.version, Some(digest)) {
+        for source in sources(
+            &state,
+            &self.job.connections,
+            &self.job.game,
+            self.version,
+            Some(digest),
+        ) {
             match self.slots.iter().position(|s| s.source.id == source.id) {
                 None => self.add_source(source),
                 Some(index) if self.slots[index].source.revision != source.revision => {

@@ -196,6 +196,8 @@ pub struct DownloadJob {
     pub catalog: Arc<GameCatalog>,
     pub transfers: OutboundTransfers,
     pub peers: watch::Receiver<PeerState>,
+    /// The connections of the peers in `peers`, by id.
+    pub connections: crate::discovery::Connections,
     /// Where this download announces itself as partial and serves from.
     pub partials: PartialShares,
     pub cancel: CancellationToken,
@@ -214,6 +216,7 @@ impl std::fmt::Debug for DownloadJob {
 /// whole and partial ones with that manifest.
 fn sources(
     state: &PeerState,
+    connections: &crate::discovery::Connections,
     game: &GameId,
     version: &GameVersion,
     digest: Option<Blake3Hash>,
@@ -233,7 +236,7 @@ fn sources(
             Some(Source {
                 id: p.id.clone(),
                 name: p.name.clone(),
-                client: p.client.clone()?,
+                client: connections.get(&p.id)?,
                 partial: announced.partial.clone(),
                 revision: p.library_revision,
             })
@@ -261,7 +264,7 @@ async fn wait_until_settled(job: &DownloadJob, version: &GameVersion) -> Result<
         let quiet_in = {
             let state = peers.borrow_and_update();
             let quiet_for = state.table_changed_at.map_or(SETTLE_QUIET, |t| t.elapsed());
-            let ready = !sources(&state, &job.game, version, None).is_empty()
+            let ready = !sources(&state, &job.connections, &job.game, version, None).is_empty()
                 && state.unanswered_typed.is_empty();
             // Without mDNS, nobody appears on their own: once every address
             // typed in or learned from the others answered (or failed), the
@@ -317,7 +320,13 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     // 1. Sources, once the peer table settled (for a bounded time): the
     //    vote is taken over everyone present, not whoever answered first.
     wait_until_settled(&job, &version).await?;
-    let candidates = sources(&job.peers.borrow(), &job.game, &version, None);
+    let candidates = sources(
+        &job.peers.borrow(),
+        &job.connections,
+        &job.game,
+        &version,
+        None,
+    );
     if candidates.is_empty() {
         return Err(DownloadError::NoSource {
             game: job.game.clone(),
@@ -333,10 +342,16 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         .get(&job.game)
         .and_then(lanspread_core::CatalogEntry::pinned_manifest);
     let announcing_pin: Vec<String> = pinned.map_or_else(Vec::new, |pin| {
-        sources(&job.peers.borrow(), &job.game, &version, Some(pin))
-            .into_iter()
-            .map(|s| s.id)
-            .collect()
+        sources(
+            &job.peers.borrow(),
+            &job.connections,
+            &job.game,
+            &version,
+            Some(pin),
+        )
+        .into_iter()
+        .map(|s| s.id)
+        .collect()
     });
     let not_pinned = |source: &Source| pinned.is_some() && !announcing_pin.contains(&source.id);
     // At most a few at once: each may be 48 MiB.
@@ -786,6 +801,7 @@ pub async fn plan_update(
     store: &Store,
     catalog: &GameCatalog,
     peers: &PeerState,
+    connections: &crate::discovery::Connections,
 ) -> Result<UpdatePlan, DownloadError> {
     let version = catalog
         .expected_version(game)
@@ -800,7 +816,7 @@ pub async fn plan_update(
         else {
             continue;
         };
-        let Some(client) = peer.client.clone() else {
+        let Some(client) = connections.get(&peer.id) else {
             continue;
         };
         let entry = offers.entry(announced.manifest_digest).or_insert_with(|| {
