@@ -72,6 +72,14 @@ pub enum TransferError {
     LocalActive(GameId),
 }
 
+/// Who reads a game's files.
+enum Reader {
+    /// An upload, to this peer (its id) when known.
+    Upload { to: Option<String> },
+    /// The library scan hashing it.
+    Scan,
+}
+
 /// Identifies one live transfer, for logs and for unregistering.
 pub type TransferId = u64;
 
@@ -198,22 +206,7 @@ impl OutboundTransfers {
         game: &GameId,
         to: Option<String>,
     ) -> Result<TransferGuard, TransferError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let token = CancellationToken::new();
-        let mut registry = self.lock();
-        let state = registry.games.entry(game.clone()).or_default();
-        if state.active {
-            return Err(TransferError::OperationActive(game.clone()));
-        }
-        state.live.insert(id, (token.clone(), to));
-        self.publish(&registry);
-        drop(registry);
-        Ok(TransferGuard {
-            transfers: self.clone(),
-            game: game.clone(),
-            id,
-            token,
-        })
+        self.register_reader(game, Reader::Upload { to })
     }
 
     /// Registers the library scan reading `game` (hashing its payload).
@@ -221,6 +214,14 @@ impl OutboundTransfers {
     /// Not counted as an upload; an operation cancels it and waits until
     /// it is dropped.
     pub fn register_scan(&self, game: &GameId) -> Result<TransferGuard, TransferError> {
+        self.register_reader(game, Reader::Scan)
+    }
+
+    fn register_reader(
+        &self,
+        game: &GameId,
+        reader: Reader,
+    ) -> Result<TransferGuard, TransferError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
         let mut registry = self.lock();
@@ -228,7 +229,14 @@ impl OutboundTransfers {
         if state.active {
             return Err(TransferError::OperationActive(game.clone()));
         }
-        state.scans.insert(id, token.clone());
+        match reader {
+            Reader::Upload { to } => {
+                state.live.insert(id, (token.clone(), to));
+            }
+            Reader::Scan => {
+                state.scans.insert(id, token.clone());
+            }
+        }
         self.publish(&registry);
         drop(registry);
         Ok(TransferGuard {

@@ -99,6 +99,26 @@ fn window(snapshot: Snapshot, picker: PresetPicker) -> Harness<'static, TestWind
         )
 }
 
+/// The whole window (the app's own frame function) over a real backend.
+fn app_window(
+    backend: super::backend::Backend,
+    settings: Settings,
+) -> Harness<'static, super::LanspreadApp> {
+    let screen = Screen::new(
+        settings,
+        LogBuffer::default(),
+        Box::new(PresetPicker::default()),
+    );
+    let app = super::LanspreadApp {
+        screen,
+        backend,
+        tour: None,
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 900.0))
+        .build_ui_state(|ui, app: &mut super::LanspreadApp| app.frame(ui), app)
+}
+
 fn open_detail(harness: &mut Harness<'static, TestWindow>, search: &str) {
     harness.state_mut().screen.search = search.to_owned();
     harness.run();
@@ -373,19 +393,7 @@ fn the_demo_downloads_a_game_from_three_peers() {
     }
     let demo = backend.demo.as_ref().unwrap();
     assert!(demo.wait_until_shared(Duration::from_secs(60)));
-    let screen = Screen::new(
-        settings,
-        LogBuffer::default(),
-        Box::new(PresetPicker::default()),
-    );
-    let app = super::LanspreadApp {
-        screen,
-        backend,
-        tour: None,
-    };
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 900.0))
-        .build_ui_state(|ui, app: &mut super::LanspreadApp| app.frame(ui), app);
+    let mut harness = app_window(backend, settings);
     harness.state_mut().screen.search = "ut2004".into();
     harness.run();
     let started = Instant::now();
@@ -834,19 +842,7 @@ fn saving_settings_and_starting_the_demo_never_freeze_the_window() {
     };
     let (backend, settings) =
         super::backend::Backend::start_with(launch, None, Arc::new(SlowStarter(SLOW))).unwrap();
-    let screen = Screen::new(
-        settings,
-        LogBuffer::default(),
-        Box::new(PresetPicker::default()),
-    );
-    let app = super::LanspreadApp {
-        screen,
-        backend,
-        tour: None,
-    };
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 900.0))
-        .build_ui_state(|ui, app: &mut super::LanspreadApp| app.frame(ui), app);
+    let mut harness = app_window(backend, settings);
     harness.state_mut().screen.tab = Tab::Settings;
     harness.run();
 
@@ -966,19 +962,7 @@ fn play_starts_the_game_and_the_card_says_running_until_it_ends() {
         discovery_off: true,
     };
     let (backend, settings) = super::backend::Backend::start(launch, None).unwrap();
-    let screen = Screen::new(
-        settings,
-        LogBuffer::default(),
-        Box::new(PresetPicker::default()),
-    );
-    let app = super::LanspreadApp {
-        screen,
-        backend,
-        tour: None,
-    };
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 900.0))
-        .build_ui_state(|ui, app: &mut super::LanspreadApp| app.frame(ui), app);
+    let mut harness = app_window(backend, settings);
     harness.state_mut().screen.search = "ut2004".into();
     frames_until(
         &mut harness,
