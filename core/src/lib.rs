@@ -30,6 +30,7 @@ pub mod sharing;
 pub mod store;
 pub mod transfers;
 pub mod version;
+pub mod volume;
 pub mod vote;
 
 pub use catalog::{CatalogEntry, CatalogError, GameCatalog, GameId};

@@ -840,6 +840,14 @@ mod tests {
         assert!(s.store.intent_games().unwrap().is_empty());
     }
 
+    /// The game's places, with a save in its `local/`.
+    fn installed_with_a_save(s: &Setup, game: &GameId) -> Places {
+        let places = Places::new(&s.games, game);
+        std::fs::create_dir_all(places.local.join("Saves")).unwrap();
+        std::fs::write(places.local.join("Saves/slot1.sav"), b"level 12").unwrap();
+        places
+    }
+
     /// A swap that fails after the old folder was moved aside puts it back
     /// at once (here the staged payload is on another filesystem, so the
     /// rename fails for real); the next try swaps in and the save is there.
@@ -848,9 +856,7 @@ mod tests {
         let s = setup();
         let ut = id("ut2004");
         let guard = op(&s, "ut2004");
-        let places = Places::new(&s.games, &ut);
-        std::fs::create_dir_all(places.local.join("Saves")).unwrap();
-        std::fs::write(places.local.join("Saves/slot1.sav"), b"level 12").unwrap();
+        let places = installed_with_a_save(&s, &ut);
         let Ok(elsewhere) = tempfile::tempdir_in("/dev/shm") else {
             eprintln!("skipped: no /dev/shm for a second filesystem");
             return;
@@ -893,9 +899,7 @@ mod tests {
             let s = setup();
             let ut = id("ut2004");
             let guard = op(&s, "ut2004");
-            let places = Places::new(&s.games, &ut);
-            std::fs::create_dir_all(places.local.join("Saves")).unwrap();
-            std::fs::write(places.local.join("Saves/slot1.sav"), b"level 12").unwrap();
+            let places = installed_with_a_save(&s, &ut);
             // The game folder left, the new one never came.
             rename(&places.game, &s.games.join(aside_name)).unwrap();
             let staging = s.games.join(".lanspread-staging/ut2004");

@@ -51,7 +51,7 @@ pub fn is_executable(_path: &std::path::Path) -> bool {
 pub fn filesystem_name(dir: &std::path::Path) -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
     let dir = dir.canonicalize().ok()?;
-    crate::fsops::fs_type_in_mounts(&mounts, &dir)
+    crate::volume::fs_type_in_mounts(&mounts, &dir)
 }
 
 /// Windows: the volume's file system name, as Explorer shows it (`FAT32`,

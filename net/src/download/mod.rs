@@ -735,7 +735,7 @@ fn check_space(
     check_file_sizes(
         &job.games_dir,
         manifest,
-        lanspread_core::fsops::max_file_bytes(&job.games_dir),
+        lanspread_core::volume::max_file_bytes(&job.games_dir),
     )?;
     let available =
         fs4::available_space(&job.games_dir).map_err(|e| DownloadError::Io(e.to_string()))?;
@@ -916,7 +916,7 @@ mod tests {
             version: GameVersion::parse("1").unwrap(),
             files: vec![file("Maps/huge.pak", 5 << 30), file("readme.txt", 10)],
         };
-        let fat = Some(lanspread_core::fsops::FAT_MAX_FILE_BYTES);
+        let fat = Some(lanspread_core::volume::FAT_MAX_FILE_BYTES);
         let dir = std::path::Path::new("E:/games");
         let err = check_file_sizes(dir, &manifest, fat)
             .unwrap_err()
