@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lanspread_net::Request;
 
 mod cli;
 mod context;
@@ -112,13 +113,19 @@ fn main() -> ExitCode {
         Some(Command::Peers(args)) => cli::lan::run_peers(&cli.global, &args),
         Some(Command::List(args)) => cli::lan::run_list(&cli.global, &args),
         Some(Command::Status(args)) => cli::status::run(&cli.global, &args),
-        Some(Command::Get(args)) => cli::ops::run(&cli.global, &args, cli::ops::Op::Get),
-        Some(Command::Install(args)) => cli::ops::run(&cli.global, &args, cli::ops::Op::Install),
+        Some(Command::Get(args)) => {
+            cli::ops::run(&cli.global, &args, |game| Request::Download { game })
+        }
+        Some(Command::Install(args)) => {
+            cli::ops::run(&cli.global, &args, |game| Request::Install { game })
+        }
         Some(Command::Uninstall(args)) => {
-            cli::ops::run(&cli.global, &args, cli::ops::Op::Uninstall)
+            cli::ops::run(&cli.global, &args, |game| Request::Uninstall { game })
         }
         Some(Command::Remove(args)) => cli::ops::run_remove(&cli.global, &args),
-        Some(Command::Update(args)) => cli::ops::run(&cli.global, &args, cli::ops::Op::Update),
+        Some(Command::Update(args)) => {
+            cli::ops::run(&cli.global, &args, |game| Request::Update { game })
+        }
         Some(Command::Play(args)) => cli::play::run(&cli.global, &args),
     };
     match outcome {

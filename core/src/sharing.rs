@@ -19,7 +19,7 @@ pub enum WhilePlaying {
 }
 
 /// The user's choice, from Settings or the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SharingPolicy {
     /// All uploads together; `None`: as fast as the link goes.
     pub upload_limit_bytes_per_sec: Option<u64>,

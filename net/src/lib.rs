@@ -15,11 +15,14 @@
 //!   core's download state machine.
 //! - [`swarm`]: serving what a running download has verified, and the
 //!   seeder's memory of what it just sent.
-//! - [`runtime`]: the background runtime: commands in, state and events out;
-//!   its local commands (downloads, install, update, …) live in `local`.
-//! - [`control`]: the local control socket for CLI commands.
+//! - [`api`]: the one request/reply vocabulary (window, CLI, tests).
+//! - [`runtime`]: the background runtime: requests in, state and events
+//!   out; every request is answered in `runtime::handler`.
+//! - [`control`]: the local control socket, carrying [`api`] requests for
+//!   the command line.
 
 pub mod adapters;
+pub mod api;
 pub mod client;
 pub mod control;
 pub mod data_lock;
@@ -27,7 +30,6 @@ pub mod discovery;
 pub mod download;
 pub mod endpoint;
 pub mod library;
-mod local;
 pub mod open_files;
 mod platform;
 pub mod play;
@@ -37,5 +39,6 @@ pub mod runtime;
 pub mod serve;
 pub mod swarm;
 
+pub use api::{ApiError, Reply, Request};
 pub use lanspread_core as core;
-pub use runtime::{Command, Event, PeerConfig, PeerHandle, PeerState};
+pub use runtime::{Answer, Event, PeerConfig, PeerHandle, PeerState};

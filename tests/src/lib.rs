@@ -151,25 +151,23 @@ impl TestPeer {
         self._data.path()
     }
 
-    /// Starts a command that answers on a oneshot channel and returns the
-    /// receiving end; `make` builds the command around the reply sender.
-    pub fn ask<T>(
-        &self,
-        make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> lanspread_net::Command,
-    ) -> tokio::sync::oneshot::Receiver<T> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
+    /// Hands the peer a request; its answer comes on the returned
+    /// [`lanspread_net::Answer`].
+    pub fn ask(&self, request: lanspread_net::Request) -> lanspread_net::Answer {
         self.handle
-            .send(make(reply))
-            .expect("the peer takes commands");
-        answer
+            .request(request)
+            .expect("the peer takes requests")
     }
 
     /// Downloads `game` and waits for the answer.
-    pub fn download(&self, game: &str) -> Result<lanspread_net::download::DownloadReport, String> {
+    pub fn download(
+        &self,
+        game: &str,
+    ) -> Result<lanspread_net::download::DownloadReport, lanspread_net::ApiError> {
         let game = lanspread_core::GameId::parse(game).expect("a valid game id");
-        self.ask(|reply| lanspread_net::Command::Download { game, reply })
-            .blocking_recv()
-            .expect("the peer answers")
+        self.ask(lanspread_net::Request::Download { game })
+            .blocking_wait()
+            .and_then(lanspread_net::Reply::into_download)
     }
 
     /// Blocks until this peer sees a peer at `addr` announcing exactly

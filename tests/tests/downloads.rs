@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lanspread_core::{GameCatalog, GameId};
-use lanspread_net::Command;
 use lanspread_net::download::DownloadReport;
+use lanspread_net::{Reply, Request};
 use lanspread_tests::{GamesFolder, TestPeer, tamper_with, tree_hashes};
 
 const MIB: usize = 1024 * 1024;
@@ -142,13 +142,13 @@ fn a_seeder_killed_mid_download_does_not_stop_it() {
         .collect();
     let addrs: Vec<SocketAddr> = seeders.iter().map(|s| s.as_ref().unwrap().addr()).collect();
     let (target, peer) = downloader(&catalog, &addrs, 2);
-    let answer = peer.ask(|reply| Command::Download {
-        game: id("ut2004"),
-        reply,
-    });
+    let answer = peer.ask(Request::Download { game: id("ut2004") });
     wait_for_progress(&peer, 0.2);
     drop(seeders[0].take());
-    let report = answer.blocking_recv().unwrap().unwrap();
+    let report = answer
+        .blocking_wait()
+        .and_then(Reply::into_download)
+        .unwrap();
     assert_same_game(folders[1].path(), target.path());
     let killed = share_of(&report, addrs[0]);
     assert!(killed.dropped && killed.reason.is_some(), "{killed:?}");
@@ -278,10 +278,7 @@ fn a_newer_catalog_stops_uploads_at_once_and_update_swaps_after_zero() {
     let a = seeder(&folders[0], &old_catalog, Some(40), &[n.addr()]);
     let b = seeder(&folders[1], &old_catalog, Some(40), &[]);
     let (target, d) = downloader(&old_catalog, &[a.addr(), b.addr()], 2);
-    let download = d.ask(|reply| Command::Download {
-        game: id("ut2004"),
-        reply,
-    });
+    let download = d.ask(Request::Download { game: id("ut2004") });
     wait_for_progress(&d, 0.15);
     let ut = id("ut2004");
     let uploading = a.handle.state();
@@ -300,12 +297,11 @@ fn a_newer_catalog_stops_uploads_at_once_and_update_swaps_after_zero() {
     // A is handed the newer catalog: its uploads of the old version stop now.
     let loaded_at = Instant::now();
     let loaded = a
-        .ask(|reply| Command::LoadCatalog {
+        .ask(Request::LoadCatalog {
             path: newer_file.clone(),
-            reply,
         })
-        .blocking_recv()
-        .unwrap()
+        .blocking_wait()
+        .and_then(Reply::into_message)
         .unwrap();
     assert!(loaded.contains("newer.ron"), "{loaded}");
     assert!(
@@ -325,19 +321,19 @@ fn a_newer_catalog_stops_uploads_at_once_and_update_swaps_after_zero() {
 
     // A updates from N, which has the new version.
     let message = a
-        .ask(|reply| Command::Update {
-            game: ut.clone(),
-            reply,
-        })
-        .blocking_recv()
-        .unwrap()
+        .ask(Request::Update { game: ut.clone() })
+        .blocking_wait()
+        .and_then(Reply::into_message)
         .unwrap();
     assert!(message.contains("updated"), "{message}");
     assert_same_game(new_folder.path(), folders[0].path());
     assert_eq!(a.handle.state().transfers.outbound_count(&ut), 0);
 
     // D finished from B, with the old version, byte for byte.
-    let report = download.blocking_recv().unwrap().unwrap();
+    let report = download
+        .blocking_wait()
+        .and_then(Reply::into_download)
+        .unwrap();
     assert_same_game(folders[1].path(), target.path());
     let dropped = share_of(&report, a.addr());
     assert!(dropped.dropped, "{dropped:?}");
@@ -350,26 +346,25 @@ fn removing_a_game_while_it_is_uploaded_stops_the_uploads_and_hides_it() {
     let a = seeder(&folders[0], &catalog, Some(40), &[]);
     let b = seeder(&folders[1], &catalog, Some(40), &[]);
     let (target, d) = downloader(&catalog, &[a.addr(), b.addr()], 2);
-    let download = d.ask(|reply| Command::Download {
-        game: id("ut2004"),
-        reply,
-    });
+    let download = d.ask(Request::Download { game: id("ut2004") });
     wait_for_progress(&d, 0.15);
     let removed = a
-        .ask(|reply| Command::Remove {
+        .ask(Request::Remove {
             game: id("ut2004"),
             keep_local: false,
-            reply,
         })
-        .blocking_recv()
-        .unwrap()
+        .blocking_wait()
+        .and_then(Reply::into_message)
         .unwrap();
     assert!(removed.contains("removed"), "{removed}");
     assert!(!folders[0].game_dir("ut2004").exists());
     // D's view of A loses the game at once.
     let a_addr = a.addr();
     assert!(d.waits_to_see(a_addr, &[], Duration::from_secs(2)));
-    let report = download.blocking_recv().unwrap().unwrap();
+    let report = download
+        .blocking_wait()
+        .and_then(Reply::into_download)
+        .unwrap();
     assert_same_game(folders[1].path(), target.path());
     assert!(share_of(&report, a_addr).dropped);
 }
@@ -381,14 +376,11 @@ fn losing_every_peer_is_a_clear_error_and_the_game_folder_is_untouched() {
     let mut only = Some(seeder(&folder, &catalog, Some(40), &[]));
     let addr = only.as_ref().unwrap().addr();
     let (target, d) = downloader(&catalog, &[addr], 1);
-    let download = d.ask(|reply| Command::Download {
-        game: id("ut2004"),
-        reply,
-    });
+    let download = d.ask(Request::Download { game: id("ut2004") });
     wait_for_progress(&d, 0.1);
     drop(only.take());
-    let err = download.blocking_recv().unwrap().unwrap_err();
-    assert!(err.contains("every peer was lost"), "{err}");
+    let err = download.blocking_wait().unwrap_err();
+    assert!(err.to_string().contains("every peer was lost"), "{err}");
     assert!(!target.game_dir("ut2004").exists());
     // What was verified stays staged for a resume.
     assert!(target.path().join(".lanspread-staging/ut2004").is_dir());
@@ -409,10 +401,13 @@ fn no_peer_with_the_catalog_version_is_a_clear_error_and_changes_nothing() {
             .wait_until(Duration::from_secs(10), |s| s.peers.len() == 1)
     );
     let err = d.download("ut2004").unwrap_err();
-    assert!(err.contains("no peer on the LAN has ut2004"), "{err}");
+    assert!(
+        err.to_string().contains("no peer on the LAN has ut2004"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
     let err = d.download("not-a-game").unwrap_err();
-    assert!(err.contains("not in the catalog"), "{err}");
+    assert!(err.to_string().contains("not in the catalog"), "{err}");
 }
 
 #[test]
@@ -427,10 +422,7 @@ fn a_downloader_serves_what_it_verified_and_pausing_stops_those_uploads() {
         c.upload_limit_bytes_per_sec = Some(1_000_000);
     });
     assert!(first.waits_to_see(seeder.addr(), &["ut2004"], Duration::from_secs(10)));
-    let first_download = first.ask(|reply| Command::Download {
-        game: ut.clone(),
-        reply,
-    });
+    let first_download = first.ask(Request::Download { game: ut.clone() });
     wait_for_progress(&first, 0.3);
     // D2 knows the seeder and D1, and sees D1 as a partial source.
     let second_dir = GamesFolder::new();
@@ -447,10 +439,7 @@ fn a_downloader_serves_what_it_verified_and_pausing_stops_those_uploads() {
                     .any(|g| g.id == ut && g.partial.as_ref().is_some_and(|h| h.have.count() > 0))
         })
     }));
-    let second_download = second.ask(|reply| Command::Download {
-        game: ut.clone(),
-        reply,
-    });
+    let second_download = second.ask(Request::Download { game: ut.clone() });
     // D2 takes verified chunks from D1...
     assert!(
         second.handle.wait_until(Duration::from_secs(15), |s| {
@@ -473,7 +462,7 @@ fn a_downloader_serves_what_it_verified_and_pausing_stops_those_uploads() {
     // Pausing D1's download stops its partial uploads at once.
     first
         .handle
-        .send(Command::CancelDownload { game: ut.clone() })
+        .send(Request::CancelDownload { game: ut.clone() })
         .unwrap();
     let paused = Instant::now();
     assert!(
@@ -487,10 +476,13 @@ fn a_downloader_serves_what_it_verified_and_pausing_stops_those_uploads() {
         "partial uploads stopped {:?} after the pause",
         paused.elapsed()
     );
-    let cancelled = first_download.blocking_recv().unwrap().unwrap_err();
-    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    let cancelled = first_download.blocking_wait().unwrap_err();
+    assert!(cancelled.to_string().contains("cancelled"), "{cancelled}");
     // D2 finishes from the seeder, byte for byte, and D1 had helped.
-    let report = second_download.blocking_recv().unwrap().unwrap();
+    let report = second_download
+        .blocking_wait()
+        .and_then(Reply::into_download)
+        .unwrap();
     assert_same_game(folder.path(), second_dir.path());
     let from_first = share_of(&report, first.addr());
     assert!(from_first.bytes > 0, "{report:?}");
@@ -519,7 +511,7 @@ fn a_one_against_one_conflict_installs_nothing_in_either_order() {
         let target = GamesFolder::new();
         let peer = TestPeer::start(Some(target.path()), &catalog, &order);
         let err = peer.download("ut2004").unwrap_err();
-        assert!(err.contains("disagree"), "{err}");
+        assert!(err.to_string().contains("disagree"), "{err}");
         assert!(!target.game_dir("ut2004").exists(), "nothing is installed");
     }
 }
@@ -534,7 +526,7 @@ fn a_majority_that_changed_before_the_swap_stops_the_install() {
     let honest = seeder(&honest_folder, &catalog, Some(16), &[]);
     let (target, peer) = downloader(&catalog, &[honest.addr()], 1);
     let ut = id("ut2004");
-    let answer = peer.ask(|reply| Command::Download { game: ut, reply });
+    let answer = peer.ask(Request::Download { game: ut });
     wait_for_progress(&peer, 0.1);
     let others: Vec<GamesFolder> = (0..2).map(|_| tampered_folder(&catalog, 8, 6)).collect();
     let liars: Vec<TestPeer> = others
@@ -543,11 +535,16 @@ fn a_majority_that_changed_before_the_swap_stops_the_install() {
         .collect();
     for liar in &liars {
         peer.handle
-            .add_peer_blocking(&liar.addr().to_string())
+            .ask_blocking(Request::AddPeer {
+                target: liar.addr().to_string(),
+            })
             .unwrap();
     }
-    let err = answer.blocking_recv().unwrap().unwrap_err();
-    assert!(err.contains("no longer has the majority"), "{err}");
+    let err = answer.blocking_wait().unwrap_err();
+    assert!(
+        err.to_string().contains("no longer has the majority"),
+        "{err}"
+    );
     assert!(!target.game_dir("ut2004").exists(), "nothing is installed");
     // The verified chunks stay for a later download.
     let staged = target.path().join(".lanspread-staging").join("ut2004");
@@ -629,18 +626,11 @@ fn installing_while_others_download_leaves_the_uploads_alone() {
         });
     });
     let (target, peer) = downloader(&catalog, &[seeder.addr()], 1);
-    let answer = peer.ask(|reply| Command::Download {
-        game: ut.clone(),
-        reply,
-    });
+    let answer = peer.ask(Request::Download { game: ut.clone() });
     wait_for_progress(&peer, 0.2);
     let installed = seeder
-        .ask(|reply| Command::Install {
-            game: ut.clone(),
-            reply,
-        })
-        .blocking_recv()
-        .unwrap();
+        .ask(Request::Install { game: ut.clone() })
+        .blocking_wait();
     assert!(installed.is_ok(), "{installed:?}");
     assert!(folder.game_dir("ut2004").join("local/game.pak").is_file());
     assert!(
@@ -648,14 +638,13 @@ fn installing_while_others_download_leaves_the_uploads_alone() {
         "still shared"
     );
     let uninstalled = seeder
-        .ask(|reply| Command::Uninstall {
-            game: ut.clone(),
-            reply,
-        })
-        .blocking_recv()
-        .unwrap();
+        .ask(Request::Uninstall { game: ut.clone() })
+        .blocking_wait();
     assert!(uninstalled.is_ok(), "{uninstalled:?}");
-    let report = answer.blocking_recv().unwrap().unwrap();
+    let report = answer
+        .blocking_wait()
+        .and_then(Reply::into_download)
+        .unwrap();
     assert_same_game(folder.path(), target.path());
     let share = share_of(&report, seeder.addr());
     assert!(!share.dropped, "{share:?}");

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use lanspread_core::{GameCatalog, GameId, GameVersion};
-use lanspread_net::Command;
+use lanspread_net::api;
 use lanspread_net::client::{ChunkAsk, ClientError, PeerClient, read_exact};
 use lanspread_net::endpoint::{MAX_REQUESTS_PER_CONNECTION, TlsIdentity, open_endpoint};
 use lanspread_net::proto::{
@@ -98,7 +98,11 @@ fn two_peers_see_each_others_shareable_games_only() {
     let b_addr = b.addr();
     // B found A by address; A learns B's address the same way.
     assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(10)));
-    a.handle.add_peer_blocking(&b_addr.to_string()).unwrap();
+    a.handle
+        .ask_blocking(api::Request::AddPeer {
+            target: b_addr.to_string(),
+        })
+        .unwrap();
     assert!(a.waits_to_see(b_addr, &["aoe2"], Duration::from_secs(10)));
     // Neither the outdated cs16 nor the incomplete aoe2 of A is announced.
     let state = b.handle.state();
@@ -120,7 +124,7 @@ fn two_peers_see_each_others_shareable_games_only() {
     // A's library changes: a new game appears, and B sees it promptly.
     five.add_payload("bf2", &[("bf2.zip", 3000)], 12)
         .write_catalog_version("bf2", &catalog);
-    a.handle.send(Command::Rescan).unwrap();
+    a.handle.send(api::Request::Rescan).unwrap();
     let changed = Instant::now();
     assert!(b.waits_to_see(a_addr, &["bf2", "q3a", "ut2004"], Duration::from_secs(3)));
     eprintln!("library change seen after {:?}", changed.elapsed());
@@ -479,7 +483,11 @@ fn same_catalog_follows_a_catalog_loaded_while_running() {
                 .any(|p| p.addr == addr && p.same_catalog == expect)
         })
     };
-    a.handle.add_peer_blocking(&b.addr().to_string()).unwrap();
+    a.handle
+        .ask_blocking(api::Request::AddPeer {
+            target: b.addr().to_string(),
+        })
+        .unwrap();
     // Each past the other's first library answer, agreeing.
     for (who, other) in [(&a, b.addr()), (&b, a.addr())] {
         assert!(who.handle.wait_until(Duration::from_secs(3), |s| {
@@ -501,12 +509,10 @@ fn same_catalog_follows_a_catalog_loaded_while_running() {
     );
     std::fs::write(&other, text).unwrap();
     let load = |who: &TestPeer| {
-        who.ask(|reply| Command::LoadCatalog {
+        who.ask(api::Request::LoadCatalog {
             path: other.clone(),
-            reply,
         })
-        .blocking_recv()
-        .unwrap()
+        .blocking_wait()
         .unwrap()
     };
 
@@ -686,7 +692,9 @@ fn a_peer_claiming_another_pcs_id_is_refused() {
     std::thread::sleep(Duration::from_millis(300));
     watcher
         .handle
-        .add_peer_blocking(&honest.addr().to_string())
+        .ask_blocking(api::Request::AddPeer {
+            target: honest.addr().to_string(),
+        })
         .unwrap();
     assert!(
         watcher.handle.wait_until(Duration::from_secs(10), |s| s
@@ -824,13 +832,11 @@ fn a_remove_during_the_first_hash_stops_the_scan_and_waits_for_it() {
     );
     let asked = Instant::now();
     let answer = peer
-        .ask(|reply| Command::Remove {
+        .ask(api::Request::Remove {
             game: ut.clone(),
             keep_local: false,
-            reply,
         })
-        .blocking_recv()
-        .unwrap();
+        .blocking_wait();
     let took = asked.elapsed();
     assert!(answer.is_ok(), "{answer:?}");
     assert!(!folder.path().join("ut2004").exists());

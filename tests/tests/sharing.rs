@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use lanspread_core::{GameCatalog, GameId, SharingPolicy, WhilePlaying};
-use lanspread_net::Command;
+use lanspread_net::{ApiError, Reply, Request};
 use lanspread_tests::{GamesFolder, TestPeer};
 
 const MIB: usize = 1024 * 1024;
@@ -58,12 +58,8 @@ fn play_starts_the_game_and_sharing_pauses_while_it_runs() {
     assert!(watcher.handle.wait_until(Duration::from_secs(10), sees_ut));
 
     let answer = seeder
-        .ask(|reply| Command::Play {
-            game: id("ut2004"),
-            reply,
-        })
-        .blocking_recv()
-        .unwrap();
+        .ask(Request::Play { game: id("ut2004") })
+        .blocking_wait();
     let started_at = Instant::now();
     assert!(answer.is_ok(), "{answer:?}");
     assert!(
@@ -113,14 +109,10 @@ fn play_starts_the_game_and_sharing_pauses_while_it_runs() {
     // Without an installed copy there is nothing to start.
     std::fs::remove_dir_all(&local).unwrap();
     let refused = seeder
-        .ask(|reply| Command::Play {
-            game: id("ut2004"),
-            reply,
-        })
-        .blocking_recv()
-        .unwrap();
+        .ask(Request::Play { game: id("ut2004") })
+        .blocking_wait();
     assert!(
-        refused.as_ref().is_err_and(|e| e.contains("not installed")),
+        matches!(&refused, Err(ApiError::Play { reason, .. }) if reason.contains("not installed")),
         "{refused:?}"
     );
 }
@@ -146,10 +138,7 @@ fn an_upload_limit_set_while_uploading_holds_within_two_seconds() {
             .values()
             .any(|p| p.games.iter().any(|g| g.id.as_str() == "ut2004"))
     }));
-    let download = downloader.ask(|reply| Command::Download {
-        game: id("ut2004"),
-        reply,
-    });
+    let download = downloader.ask(Request::Download { game: id("ut2004") });
     // Measured where the limit acts: the bytes the seeder hands to QUIC
     // (the downloader counts whole pieces, a MiB or more at a time).
     let sent = || seeder.handle.bytes_uploaded();
@@ -161,7 +150,7 @@ fn an_upload_limit_set_while_uploading_holds_within_two_seconds() {
     const LIMIT: u64 = 3_000_000;
     seeder
         .handle
-        .send(Command::SetSharing {
+        .send(Request::SetSharing {
             policy: SharingPolicy {
                 upload_limit_bytes_per_sec: Some(LIMIT),
                 while_playing: WhilePlaying::KeepSharing,
@@ -200,11 +189,14 @@ fn an_upload_limit_set_while_uploading_holds_within_two_seconds() {
     // Lifted again, the download completes.
     seeder
         .handle
-        .send(Command::SetSharing {
+        .send(Request::SetSharing {
             policy: SharingPolicy::default(),
         })
         .unwrap();
-    let report = download.blocking_recv().unwrap().unwrap();
+    let report = download
+        .blocking_wait()
+        .and_then(Reply::into_download)
+        .unwrap();
     assert_eq!(report.bytes, 48 * MIB as u64 + 1000);
 }
 

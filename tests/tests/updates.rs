@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lanspread_core::{GameCatalog, GameId};
-use lanspread_net::Command;
 use lanspread_net::download::{DownloadReport, Phase};
+use lanspread_net::{Reply, Request};
 use lanspread_tests::{GamesFolder, TestPeer, catalog_text_with_ut_version, tree_hashes};
 
 const MIB: usize = 1024 * 1024;
@@ -65,13 +65,9 @@ fn outdated_pc(seeders: &[TestPeer], meanwhile: impl FnOnce(&Path)) -> (GamesFol
     let catalog_dir = tempfile::tempdir().unwrap();
     let file = catalog_dir.path().join("party.ron");
     std::fs::write(&file, catalog_text_with_ut_version("2")).unwrap();
-    peer.ask(|reply| Command::LoadCatalog {
-        path: file.clone(),
-        reply,
-    })
-    .blocking_recv()
-    .unwrap()
-    .unwrap();
+    peer.ask(Request::LoadCatalog { path: file.clone() })
+        .blocking_wait()
+        .unwrap();
     assert!(
         peer.handle.wait_until(Duration::from_secs(20), |s| {
             s.peers
@@ -86,12 +82,11 @@ fn outdated_pc(seeders: &[TestPeer], meanwhile: impl FnOnce(&Path)) -> (GamesFol
 }
 
 fn update(pc: &TestPeer) -> DownloadReport {
-    pc.ask(|reply| Command::Download {
+    pc.ask(Request::Download {
         game: GameId::parse("ut2004").unwrap(),
-        reply,
     })
-    .blocking_recv()
-    .unwrap()
+    .blocking_wait()
+    .and_then(Reply::into_download)
     .unwrap()
 }
 
@@ -105,12 +100,11 @@ fn an_update_fetches_what_changed_reuses_the_rest_and_keeps_the_save() {
     let old_payload = payload(&old.game_dir("ut2004"));
     // What the Update button shows, worked out before anything moves.
     let plan = pc
-        .ask(|reply| Command::PlanUpdate {
+        .ask(Request::PlanUpdate {
             game: GameId::parse("ut2004").unwrap(),
-            reply,
         })
-        .blocking_recv()
-        .unwrap()
+        .blocking_wait()
+        .and_then(Reply::into_plan)
         .unwrap();
     assert_eq!(
         pc.handle.state().update_plans["ut2004"],
@@ -119,9 +113,8 @@ fn an_update_fetches_what_changed_reuses_the_rest_and_keeps_the_save() {
     assert_eq!(payload(&old.game_dir("ut2004")), old_payload);
 
     // Update: the download, then a reinstall (version 1 was installed).
-    let download = pc.ask(|reply| Command::Update {
+    let download = pc.ask(Request::Update {
         game: GameId::parse("ut2004").unwrap(),
-        reply,
     });
     // While it fetches, version 1 is where it was, untouched.
     assert!(
@@ -132,7 +125,10 @@ fn an_update_fetches_what_changed_reuses_the_rest_and_keeps_the_save() {
         "the update never reused anything"
     );
     assert_eq!(payload(&old.game_dir("ut2004")), old_payload);
-    let message = download.blocking_recv().unwrap().unwrap();
+    let message = download
+        .blocking_wait()
+        .and_then(Reply::into_message)
+        .unwrap();
     assert!(message.contains("reinstalled"), "{message}");
     let progress = pc
         .handle
@@ -224,9 +220,8 @@ fn a_pc_updating_by_reuse_serves_the_reused_pieces_to_others() {
             .wait_until(Duration::from_secs(60), |s| !s.local_games.is_empty())
     );
     let (_old, updating) = outdated_pc(std::slice::from_ref(&seeder), |_| {});
-    let update = updating.ask(|reply| Command::Download {
+    let update = updating.ask(Request::Download {
         game: GameId::parse("ut2004").unwrap(),
-        reply,
     });
     assert!(
         updating.handle.wait_until(Duration::from_secs(60), |s| s
@@ -242,12 +237,11 @@ fn a_pc_updating_by_reuse_serves_the_reused_pieces_to_others() {
         &[seeder.addr(), updating.addr()],
     );
     let report = fresh
-        .ask(|reply| Command::Download {
+        .ask(Request::Download {
             game: GameId::parse("ut2004").unwrap(),
-            reply,
         })
-        .blocking_recv()
-        .unwrap()
+        .blocking_wait()
+        .and_then(Reply::into_download)
         .unwrap();
     let from_updating = report
         .peers
@@ -263,7 +257,7 @@ fn a_pc_updating_by_reuse_serves_the_reused_pieces_to_others() {
         payload(&empty.game_dir("ut2004")),
         payload(&new.game_dir("ut2004"))
     );
-    update.blocking_recv().unwrap().unwrap();
+    update.blocking_wait().unwrap();
 }
 
 /// A download of version 2 stopped half-way, then the organiser moves the
@@ -293,9 +287,8 @@ fn an_unfinished_download_of_an_earlier_version_is_reused() {
         &catalog_at("2"),
         &[seeder_2.addr(), seeder_3.addr()],
     );
-    let first = pc.ask(|reply| Command::Download {
+    let first = pc.ask(Request::Download {
         game: GameId::parse("ut2004").unwrap(),
-        reply,
     });
     assert!(
         pc.handle.wait_until(Duration::from_secs(60), |s| s
@@ -305,24 +298,20 @@ fn an_unfinished_download_of_an_earlier_version_is_reused() {
         "the first download never got half-way"
     );
     pc.handle
-        .send(Command::CancelDownload {
+        .send(Request::CancelDownload {
             game: GameId::parse("ut2004").unwrap(),
         })
         .unwrap();
-    assert!(first.blocking_recv().unwrap().is_err());
+    assert!(first.blocking_wait().is_err());
     let halfway = folder.path().join(".lanspread-staging/ut2004");
     assert!(halfway.is_dir(), "the stopped download keeps its staging");
 
     let catalog_dir = tempfile::tempdir().unwrap();
     let file = catalog_dir.path().join("party.ron");
     std::fs::write(&file, catalog_text_with_ut_version("3")).unwrap();
-    pc.ask(|reply| Command::LoadCatalog {
-        path: file.clone(),
-        reply,
-    })
-    .blocking_recv()
-    .unwrap()
-    .unwrap();
+    pc.ask(Request::LoadCatalog { path: file.clone() })
+        .blocking_wait()
+        .unwrap();
     let report = update(&pc);
     eprintln!(
         "version 3: {} bytes fetched, {} reused from the unfinished version 2",

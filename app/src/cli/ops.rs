@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use lanspread_core::GameId;
 use lanspread_core::store::resolve_data_dir;
-use lanspread_net::control::{self, ControlCommand};
+use lanspread_net::control;
 use lanspread_net::download::{DownloadProgress, DownloadReport, Phase};
-use lanspread_net::{PeerConfig, PeerHandle};
+use lanspread_net::{PeerConfig, PeerHandle, Reply, Request};
 
 use super::peer_args::{PeerArgs, default_display_name};
 use crate::GlobalArgs;
-use crate::context::{catalog_for_cli, human_bytes, init_logging};
+use crate::context::{UsageError, catalog_for_cli, human_bytes, init_logging};
 
 #[derive(Debug, clap::Args)]
 pub struct OpArgs {
@@ -45,54 +46,32 @@ pub struct RemoveArgs {
     keep_local: bool,
 }
 
-/// Which operation.
-#[derive(Debug, Clone, Copy)]
-pub enum Op {
-    Get,
-    Update,
-    Install,
-    Uninstall,
-    Remove { keep_local: bool },
-}
-
 pub fn run_remove(global: &GlobalArgs, args: &RemoveArgs) -> anyhow::Result<()> {
-    run(
-        global,
-        &args.op,
-        Op::Remove {
-            keep_local: args.keep_local,
-        },
-    )
+    let keep_local = args.keep_local;
+    run(global, &args.op, |game| Request::Remove {
+        game,
+        keep_local,
+    })
 }
 
-pub fn run(global: &GlobalArgs, args: &OpArgs, op: Op) -> anyhow::Result<()> {
+/// Runs the request `make` builds for the game named on the command line.
+pub fn run(
+    global: &GlobalArgs,
+    args: &OpArgs,
+    make: impl FnOnce(GameId) -> Request,
+) -> anyhow::Result<()> {
     init_logging("warn");
     let catalog = catalog_for_cli(global)?;
-    if catalog.get_str(&args.id).is_none() && !matches!(op, Op::Remove { .. }) {
+    let game = GameId::parse(&args.id).map_err(|err| UsageError(err.to_string()))?;
+    let known = catalog.get(&game).is_some();
+    let request = make(game);
+    if !known && !matches!(request, Request::Remove { .. }) {
         bail!(
             "{} is not in the catalog; `lanspread catalog` lists the games",
             args.id
         );
     }
     let data_dir = resolve_data_dir(global.data.as_deref());
-    let command = match op {
-        Op::Get => ControlCommand::Get {
-            game: args.id.clone(),
-        },
-        Op::Update => ControlCommand::Update {
-            game: args.id.clone(),
-        },
-        Op::Install => ControlCommand::Install {
-            game: args.id.clone(),
-        },
-        Op::Uninstall => ControlCommand::Uninstall {
-            game: args.id.clone(),
-        },
-        Op::Remove { keep_local } => ControlCommand::Remove {
-            game: args.id.clone(),
-            keep_local,
-        },
-    };
     let _own_peer = if control::is_running(&data_dir) {
         check_same_games_dir(&data_dir, args.games.as_deref())?;
         None
@@ -117,45 +96,19 @@ pub fn run(global: &GlobalArgs, args: &OpArgs, op: Op) -> anyhow::Result<()> {
         Some(PeerHandle::start(config, None)?)
     };
     let mut display = ProgressDisplay::new();
-    let answer = control::request_with_progress(&data_dir, command, |p| display.show(p));
+    let answer = control::request_with_progress(&data_dir, request, |p| display.show(p));
     display.finish();
-    let answer = answer?;
     let mut stdout = std::io::stdout().lock();
-    match op {
-        Op::Get => {
-            let report: DownloadReport = serde_json::from_value(answer)?;
+    match answer? {
+        Reply::Downloaded(report) => {
             if args.json {
                 writeln!(stdout, "{}", serde_json::to_string(&report)?)?;
-            } else if report.total_pieces == 0 {
-                writeln!(stdout, "{} {} is already here", report.id, report.version)?;
             } else {
-                writeln!(
-                    stdout,
-                    "{} {} complete: {} fetched in {:.1}s from {} peers",
-                    report.id,
-                    report.version,
-                    human_bytes(report.bytes),
-                    report.seconds,
-                    report.peers.iter().filter(|p| p.bytes > 0).count()
-                )?;
-                for peer in &report.peers {
-                    let note = peer
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(" (dropped: {r})"))
-                        .unwrap_or_default();
-                    writeln!(
-                        stdout,
-                        "  {} {}: {}{note}",
-                        peer.name,
-                        peer.addr,
-                        human_bytes(peer.bytes)
-                    )?;
-                }
+                write_report(&mut stdout, &report)?;
             }
         }
-        _ => {
-            let message = answer["message"].as_str().unwrap_or("done").to_owned();
+        reply => {
+            let message = reply.into_message()?;
             if args.json {
                 writeln!(
                     stdout,
@@ -170,11 +123,42 @@ pub fn run(global: &GlobalArgs, args: &OpArgs, op: Op) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn write_report(out: &mut impl std::io::Write, report: &DownloadReport) -> std::io::Result<()> {
+    if report.total_pieces == 0 {
+        return writeln!(out, "{} {} is already here", report.id, report.version);
+    }
+    writeln!(
+        out,
+        "{} {} complete: {} fetched in {:.1}s from {} peers",
+        report.id,
+        report.version,
+        human_bytes(report.bytes),
+        report.seconds,
+        report.peers.iter().filter(|p| p.bytes > 0).count()
+    )?;
+    for peer in &report.peers {
+        let note = peer
+            .reason
+            .as_deref()
+            .map(|r| format!(" (dropped: {r})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {} {}: {}{note}",
+            peer.name,
+            peer.addr,
+            human_bytes(peer.bytes)
+        )?;
+    }
+    Ok(())
+}
+
 /// A running peer on another games folder must not be handed this one.
 pub(crate) fn check_same_games_dir(data_dir: &Path, games: Option<&Path>) -> anyhow::Result<()> {
     let Some(games) = games else { return Ok(()) };
-    let status = control::request(data_dir, ControlCommand::Status)?;
-    let running = status["games_dir"].as_str().map(PathBuf::from);
+    let running = control::request(data_dir, Request::Status)?
+        .into_status()?
+        .games_dir;
     let same = match (&running, games.canonicalize().ok()) {
         (Some(running), Some(ours)) => running.canonicalize().ok().as_ref() == Some(&ours),
         _ => false,
@@ -257,8 +241,8 @@ pub fn load_catalog(global: &GlobalArgs, file: &Path) -> anyhow::Result<()> {
     let path = file
         .canonicalize()
         .with_context(|| format!("the catalog file {} cannot be read", file.display()))?;
-    let answer = control::request(&data_dir, ControlCommand::CatalogLoad { path })?;
+    let message = control::request(&data_dir, Request::LoadCatalog { path })?.into_message()?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", answer["message"].as_str().unwrap_or("loaded"))?;
+    writeln!(stdout, "{message}")?;
     Ok(())
 }

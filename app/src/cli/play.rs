@@ -6,8 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use lanspread_core::GameId;
 use lanspread_core::store::resolve_data_dir;
-use lanspread_net::control::{self, ControlCommand};
+use lanspread_net::Request;
+use lanspread_net::control;
 
 use crate::GlobalArgs;
 use crate::context::catalog_for_cli;
@@ -32,13 +34,8 @@ pub fn run(global: &GlobalArgs, args: &PlayArgs) -> anyhow::Result<()> {
     let data_dir = resolve_data_dir(global.data.as_deref());
     if control::is_running(&data_dir) {
         super::ops::check_same_games_dir(&data_dir, args.games.as_deref())?;
-        let answer = control::request(
-            &data_dir,
-            ControlCommand::Play {
-                game: args.id.clone(),
-            },
-        )?;
-        let said = answer["message"].as_str().unwrap_or("started");
+        let game = GameId::parse(&args.id)?;
+        let said = control::request(&data_dir, Request::Play { game })?.into_message()?;
         return super::emit(&format!("{said}\n"));
     }
     let Some(games) = &args.games else {

@@ -1,7 +1,8 @@
 //! `lanspread status`: asks the peer running on the data folder for its state.
 
 use lanspread_core::store::resolve_data_dir;
-use lanspread_net::control::{self, ControlCommand, StatusReport};
+use lanspread_net::Request;
+use lanspread_net::control;
 
 use crate::GlobalArgs;
 
@@ -14,11 +15,10 @@ pub struct StatusArgs {
 
 pub fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
     let data_dir = resolve_data_dir(global.data.as_deref());
-    let answer = control::request(&data_dir, ControlCommand::Status)?;
+    let report = control::request(&data_dir, Request::Status)?.into_status()?;
     if args.json {
-        return super::emit(&(serde_json::to_string_pretty(&answer)? + "\n"));
+        return super::emit(&(serde_json::to_string_pretty(&report)? + "\n"));
     }
-    let report: StatusReport = serde_json::from_value(answer)?;
     let mut out = format!(
         "{} ({}) listening on {}\n",
         report.name,

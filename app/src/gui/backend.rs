@@ -1,5 +1,5 @@
 //! The window's link to the peer runtime: starts and restarts it with the
-//! settings, turns [`UiCommand`]s into runtime commands without waiting,
+//! settings, hands the window's [`Request`]s to it without waiting,
 //! and collects their answers as notices, frame by frame.
 
 use std::path::PathBuf;
@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use lanspread_core::{GameCatalog, Settings, Store};
 use lanspread_net::discovery::DiscoveryConfig;
-use lanspread_net::download::DownloadReport;
-use lanspread_net::{Command, PeerConfig, PeerHandle, PeerState};
-use tokio::sync::oneshot;
+use lanspread_net::{Answer, PeerConfig, PeerHandle, PeerState, Reply, Request};
 
 use super::model::{Snapshot, UiCommand};
 use crate::demo::Demo;
@@ -25,9 +23,11 @@ pub struct Launch {
     pub discovery_off: bool,
 }
 
-enum Pending {
-    Text(oneshot::Receiver<Result<String, String>>),
-    Download(oneshot::Receiver<Result<DownloadReport, String>>),
+/// A request whose answer the window waits for, to say what happened.
+struct Pending {
+    answer: Answer,
+    /// Only a failure is worth a notice (the answer shows in the state).
+    quiet: bool,
 }
 
 /// The slow steps of (re)starting: starting a peer (it recovers
@@ -364,76 +364,28 @@ impl Backend {
         }
     }
 
-    fn send(&mut self, make: impl FnOnce() -> (Command, Pending)) -> Result<(), String> {
+    /// Hands a request to the peer; its answer becomes a notice.
+    fn request(&mut self, request: Request) -> Result<(), String> {
         let peer = self.peer.as_ref().ok_or(if self.starting.is_some() {
             "lanspread is restarting; try again in a moment"
         } else {
             "lanspread is not running"
         })?;
-        let (command, pending) = make();
-        peer.send(command)?;
-        self.pending.push(pending);
+        // What the window already shows in its state needs no sentence.
+        let quiet = matches!(
+            request,
+            Request::PlanUpdate { .. } | Request::CancelDownload { .. } | Request::AddPeer { .. }
+        );
+        let answer = peer.request(request).map_err(|e| e.to_string())?;
+        self.pending.push(Pending { answer, quiet });
         Ok(())
     }
 
     /// Carries out one command from the window; returns a notice if the
     /// user should read something now.
     pub fn apply(&mut self, command: UiCommand) -> Option<String> {
-        let text = |make: fn(
-            lanspread_core::GameId,
-            oneshot::Sender<Result<String, String>>,
-        ) -> Command,
-                    game: lanspread_core::GameId| {
-            move || {
-                let (reply, answer) = oneshot::channel();
-                (make(game, reply), Pending::Text(answer))
-            }
-        };
         let result = match command {
-            UiCommand::Download(game) => self.send(|| {
-                let (reply, answer) = oneshot::channel();
-                (Command::Download { game, reply }, Pending::Download(answer))
-            }),
-            UiCommand::CancelDownload(game) => {
-                let peer = self.peer.as_ref();
-                peer.map_or(Ok(()), |p| p.send(Command::CancelDownload { game }))
-            }
-            UiCommand::Install(game) => {
-                self.send(text(|game, reply| Command::Install { game, reply }, game))
-            }
-            UiCommand::Uninstall(game) => {
-                self.send(text(|game, reply| Command::Uninstall { game, reply }, game))
-            }
-            UiCommand::Play(game) => {
-                self.send(text(|game, reply| Command::Play { game, reply }, game))
-            }
-            UiCommand::Update(game) => {
-                self.send(text(|game, reply| Command::Update { game, reply }, game))
-            }
-            UiCommand::PlanUpdate(game) => {
-                let peer = self.peer.as_ref();
-                peer.map_or(Ok(()), |p| {
-                    // The answer lands in the peer's state, which the
-                    // window draws; this reply is not waited for.
-                    let (reply, _) = oneshot::channel();
-                    p.send(Command::PlanUpdate { game, reply })
-                })
-            }
-            UiCommand::Remove(game) => self.send(text(
-                |game, reply| Command::Remove {
-                    game,
-                    keep_local: false,
-                    reply,
-                },
-                game,
-            )),
-            UiCommand::AddPeer(target) => {
-                let peer = self.peer.as_ref();
-                peer.map_or(Ok(()), |p| {
-                    let (reply, _) = oneshot::channel();
-                    p.send(Command::AddPeer { target, reply })
-                })
-            }
+            UiCommand::Peer(request) => self.request(request),
             UiCommand::OpenFolder(dir) => {
                 crate::platform::open_folder(&dir).map_err(|e| e.to_string())
             }
@@ -468,7 +420,7 @@ impl Backend {
         } == self.started_with;
         if sharing_only {
             let sent = self.peer.as_ref().map(|peer| {
-                peer.send(Command::SetSharing {
+                peer.send(Request::SetSharing {
                     policy: settings.sharing_policy(),
                 })
             });
@@ -544,47 +496,36 @@ impl Backend {
     pub fn poll(&mut self) -> Vec<String> {
         let mut notices: Vec<String> = self.poll_start().into_iter().collect();
         self.pending.retain_mut(|pending| {
-            let answer = match pending {
-                Pending::Text(answer) => answered(answer.try_recv()),
-                Pending::Download(answer) => answered(answer.try_recv()).map(|result| {
-                    result.map(|report| {
-                        if report.total_pieces == 0 {
-                            format!("{} is already here.", report.id)
-                        } else {
-                            format!(
-                                "{} downloaded: {:.1} MiB in {:.1}s from {} PCs, every chunk verified.",
-                                report.id,
-                                report.bytes as f64 / 1048576.0,
-                                report.seconds,
-                                report.peers.iter().filter(|p| p.bytes > 0).count()
-                            )
-                        }
-                    })
-                }),
+            let Some(answer) = pending.answer.try_take() else {
+                return true;
             };
-            match answer {
-                None => true,
-                Some(Ok(sentence) | Err(sentence)) => {
-                    notices.push(sentence);
-                    false
-                }
-            }
+            let sentence = match answer {
+                Ok(_) if pending.quiet => None,
+                Ok(reply) => reply_sentence(reply),
+                Err(err) => Some(err.to_string()),
+            };
+            notices.extend(sentence);
+            false
         });
         notices
     }
 }
 
-/// `None` while the answer is still coming; a dropped sender (the runtime
-/// stopped) reads as an error.
-fn answered<T>(
-    received: Result<Result<T, String>, oneshot::error::TryRecvError>,
-) -> Option<Result<T, String>> {
-    match received {
-        Ok(result) => Some(result),
-        Err(oneshot::error::TryRecvError::Empty) => None,
-        Err(oneshot::error::TryRecvError::Closed) => {
-            Some(Err("lanspread stopped before it answered".to_owned()))
+/// What a reply says to the person at the window.
+fn reply_sentence(reply: Reply) -> Option<String> {
+    match reply {
+        Reply::Downloaded(report) if report.total_pieces == 0 => {
+            Some(format!("{} is already here.", report.id))
         }
+        Reply::Downloaded(report) => Some(format!(
+            "{} downloaded: {:.1} MiB in {:.1}s from {} PCs, every chunk verified.",
+            report.id,
+            report.bytes as f64 / 1048576.0,
+            report.seconds,
+            report.peers.iter().filter(|p| p.bytes > 0).count()
+        )),
+        Reply::Message { message } => Some(message),
+        Reply::Status(_) | Reply::PeerAdded { .. } | Reply::UpdatePlan(_) | Reply::Done => None,
     }
 }
 

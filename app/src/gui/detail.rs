@@ -1,6 +1,8 @@
 //! The detail view of one game, and the confirmations before Update, Remove
 //! and Uninstall.
 
+use lanspread_net::Request;
+
 use super::library::{COVER_HEIGHT, draw_cover, state_colour};
 use super::model::{CardState, GameView, UiCommand};
 use super::screen::{Confirm, Screen};
@@ -99,17 +101,23 @@ pub fn show(
         );
         match &game.state {
             CardState::NotHere | CardState::Incomplete if ui.button("Download").clicked() => {
-                commands.push(UiCommand::Download(game.id.clone()));
+                commands.push(UiCommand::Peer(Request::Download {
+                    game: game.id.clone(),
+                }));
             }
             CardState::Downloading(_) if ui.button("Cancel download").clicked() => {
-                commands.push(UiCommand::CancelDownload(game.id.clone()));
+                commands.push(UiCommand::Peer(Request::CancelDownload {
+                    game: game.id.clone(),
+                }));
             }
             _ => {}
         }
         if matches!(game.state, CardState::UpdateAvailable) {
             // Once the new manifest is known, the button says what moves.
             if game.update_plan.is_none() && screen.update_plans_asked.insert(game.id.clone()) {
-                commands.push(UiCommand::PlanUpdate(game.id.clone()));
+                commands.push(UiCommand::Peer(Request::PlanUpdate {
+                    game: game.id.clone(),
+                }));
             }
             if ui.button(update_label(game)).clicked() {
                 screen.dialog = Some((Confirm::Update, game.id.clone()));
@@ -121,13 +129,17 @@ pub fn show(
             screen.dialog = Some((Confirm::Update, game.id.clone()));
         }
         if matches!(game.state, CardState::Downloaded) && ui.button("Install").clicked() {
-            commands.push(UiCommand::Install(game.id.clone()));
+            commands.push(UiCommand::Peer(Request::Install {
+                game: game.id.clone(),
+            }));
         }
         if game.installed {
             if game.running {
                 ui.label("running");
             } else if game.can_play && ui.button("Play").clicked() {
-                commands.push(UiCommand::Play(game.id.clone()));
+                commands.push(UiCommand::Peer(Request::Play {
+                    game: game.id.clone(),
+                }));
             }
             if let Some(dir) = &game.local_dir
                 && ui.button("Open folder").clicked()
@@ -262,9 +274,16 @@ pub fn confirm_dialog(
             if ui.button(action).clicked() {
                 screen.dialog = None;
                 commands.push(match kind {
-                    Confirm::Update => UiCommand::Update(game.id.clone()),
-                    Confirm::Remove => UiCommand::Remove(game.id.clone()),
-                    Confirm::Uninstall => UiCommand::Uninstall(game.id.clone()),
+                    Confirm::Update => UiCommand::Peer(Request::Update {
+                        game: game.id.clone(),
+                    }),
+                    Confirm::Remove => UiCommand::Peer(Request::Remove {
+                        game: game.id.clone(),
+                        keep_local: false,
+                    }),
+                    Confirm::Uninstall => UiCommand::Peer(Request::Uninstall {
+                        game: game.id.clone(),
+                    }),
                 });
             }
         });

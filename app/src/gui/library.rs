@@ -1,6 +1,8 @@
 //! The library: search, filters, sort, and a grid of game cards laid out
 //! only where visible (a few hundred cards cost nothing off-screen).
 
+use lanspread_net::Request;
+
 use super::model::{CardState, GameView, Sharing, Snapshot, UiCommand};
 use super::screen::{Screen, SortBy};
 use crate::context::human_bytes;
@@ -218,7 +220,9 @@ fn card(
                 match game.state {
                     CardState::NotHere | CardState::Incomplete => {
                         if ui.button("Download").clicked() {
-                            commands.push(UiCommand::Download(game.id.clone()));
+                            commands.push(UiCommand::Peer(Request::Download {
+                                game: game.id.clone(),
+                            }));
                         }
                     }
                     CardState::UpdateAvailable => {
@@ -228,12 +232,16 @@ fn card(
                     }
                     CardState::Downloaded => {
                         if ui.button("Install").clicked() {
-                            commands.push(UiCommand::Install(game.id.clone()));
+                            commands.push(UiCommand::Peer(Request::Install {
+                                game: game.id.clone(),
+                            }));
                         }
                     }
                     CardState::Downloading(_) => {
                         if ui.button("Cancel").clicked() {
-                            commands.push(UiCommand::CancelDownload(game.id.clone()));
+                            commands.push(UiCommand::Peer(Request::CancelDownload {
+                                game: game.id.clone(),
+                            }));
                         }
                     }
                     CardState::Installed if game.running => {
@@ -244,7 +252,9 @@ fn card(
                     }
                     CardState::Installed if game.can_play => {
                         if ui.button("Play").clicked() {
-                            commands.push(UiCommand::Play(game.id.clone()));
+                            commands.push(UiCommand::Peer(Request::Play {
+                                game: game.id.clone(),
+                            }));
                         }
                     }
                     CardState::Installed => {

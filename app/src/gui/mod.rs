@@ -278,7 +278,9 @@ impl Tour {
                 if self.frames_in_step == 1 {
                     screen.selected = lanspread_core::GameId::parse("ut2004").ok();
                     if let Some(id) = screen.selected.clone() {
-                        let _ = backend.apply(model::UiCommand::Download(id));
+                        let _ = backend.apply(model::UiCommand::Peer(
+                            lanspread_net::Request::Download { game: id },
+                        ));
                     }
                 }
                 snapshot

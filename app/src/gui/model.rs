@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use lanspread_core::{CatalogEntry, GameCatalog, GameId, GameState, Settings};
-use lanspread_net::PeerState;
 use lanspread_net::discovery::RemotePeer;
 use lanspread_net::download::{DownloadProgress, Phase};
 use lanspread_net::proto::AnnouncedGame;
+use lanspread_net::{PeerState, Request};
 
 /// Everything one frame draws from.
 #[derive(Debug, Clone)]
@@ -19,22 +19,13 @@ pub struct Snapshot {
     pub peer: PeerState,
 }
 
-/// What the window asks the runtime (or the app) to do.
+/// What the window asks for: a request to the peer (the one vocabulary,
+/// [`Request`]), or something the window's own process does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiCommand {
-    Download(GameId),
-    CancelDownload(GameId),
-    Install(GameId),
-    Uninstall(GameId),
-    /// Start the installed game (its catalog launch entry).
-    Play(GameId),
-    Remove(GameId),
-    Update(GameId),
-    /// Work out what an update would download (for the Update button).
-    PlanUpdate(GameId),
+    Peer(Request),
     /// Open a folder in the system's file manager.
     OpenFolder(PathBuf),
-    AddPeer(String),
     SaveSettings(Settings),
     StartDemo,
 }

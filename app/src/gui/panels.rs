@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use lanspread_net::Request;
 use lanspread_net::download::Phase;
 
 use super::model::{Snapshot, UiCommand};
@@ -56,7 +57,7 @@ pub fn downloads(ui: &mut egui::Ui, snapshot: &Snapshot, commands: &mut Vec<UiCo
                         ) && ui.button("Cancel").clicked()
                             && let Ok(game) = lanspread_core::GameId::parse(&progress.game)
                         {
-                            commands.push(UiCommand::CancelDownload(game));
+                            commands.push(UiCommand::Peer(Request::CancelDownload { game }));
                         }
                     });
                     let fraction = if progress.total_bytes > 0 {
@@ -121,7 +122,9 @@ pub fn peers(
         )
         .labelled_by(label.id);
         if ui.button("Add").clicked() && !screen.add_peer.trim().is_empty() {
-            commands.push(UiCommand::AddPeer(screen.add_peer.trim().to_owned()));
+            commands.push(UiCommand::Peer(Request::AddPeer {
+                target: screen.add_peer.trim().to_owned(),
+            }));
             screen.add_peer.clear();
         }
     });

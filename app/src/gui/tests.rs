@@ -11,6 +11,7 @@ use egui_kittest::kittest::Queryable;
 use lanspread_core::library::scan_library;
 use lanspread_core::{GameCatalog, GameId, Settings, Store};
 use lanspread_net::PeerState;
+use lanspread_net::Request;
 use lanspread_net::discovery::{PeerSource, RemotePeer};
 use lanspread_net::download::{DownloadProgress, Phase};
 use lanspread_net::proto::AnnouncedGame;
@@ -161,7 +162,13 @@ fn remove_asks_first_cancel_keeps_the_game_and_confirm_sends_remove() {
     harness.run();
     harness.get_by_label("Yes, remove").click();
     harness.run();
-    assert_eq!(harness.state().sent, vec![UiCommand::Remove(id("ut2004"))]);
+    assert_eq!(
+        harness.state().sent,
+        vec![UiCommand::Peer(Request::Remove {
+            game: id("ut2004"),
+            keep_local: false
+        })]
+    );
     assert!(
         harness
             .query_by_label("Remove Unreal Tournament 2004?")
@@ -542,7 +549,7 @@ fn the_update_button_says_what_will_move_once_it_is_known() {
         .state()
         .sent
         .iter()
-        .filter(|c| **c == UiCommand::PlanUpdate(id("cs16")))
+        .filter(|c| **c == UiCommand::Peer(Request::PlanUpdate { game: id("cs16") }))
         .count();
     assert_eq!(asked, 1, "{:?}", harness.state().sent);
     let long = "Update: 48.0 MiB to download, 3.0 GiB reused";
@@ -722,7 +729,7 @@ fn update_asks_first_and_confirm_sends_update() {
             .state()
             .sent
             .iter()
-            .any(|c| matches!(c, UiCommand::Update(_)))
+            .any(|c| matches!(c, UiCommand::Peer(Request::Update { game: _ })))
     );
     harness.get_all_by_label("Update").next().unwrap().click();
     harness.run();
@@ -732,7 +739,7 @@ fn update_asks_first_and_confirm_sends_update() {
         harness
             .state()
             .sent
-            .contains(&UiCommand::Update(id("cs16")))
+            .contains(&UiCommand::Peer(Request::Update { game: id("cs16") }))
     );
 }
 

@@ -1,47 +1,61 @@
-//! Local commands of the peer runtime: downloads, install, uninstall,
-//! remove, update and catalog loads, each run as its own task with the
-//! runtime's shared parts.
+//! The one place requests are answered: every [`Request`], from the
+//! window, the control socket or a test, is turned into its [`Reply`] or a
+//! typed [`ApiError`] here. Instant requests are answered on the runtime's
+//! command loop; downloads and operations run as their own jobs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use lanspread_core::{GameCatalog, GameId, OutboundTransfers, Store};
-use tokio::sync::{broadcast, mpsc, watch};
+use lanspread_core::{GameCatalog, GameId, OutboundTransfers, SharingPolicy, Store};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::download::{DownloadJob, DownloadProgress, DownloadReport, run_download};
-use crate::runtime::{Command, Event, PeerState};
+use super::{Event, PeerState};
+use crate::api::{ApiError, Reply, Request, StatusReport};
+use crate::discovery::PeerDirectory;
+use crate::download::{DownloadError, DownloadJob, DownloadProgress, DownloadReport, run_download};
 use crate::serve::CatalogCell;
 
-/// What local commands (downloads and operations) work with.
-pub(crate) struct LocalContext {
+/// A request and where its answer goes (nowhere, when nobody waits).
+pub(crate) struct Envelope {
+    pub(crate) request: Request,
+    pub(crate) reply: Option<oneshot::Sender<Result<Reply, ApiError>>>,
+}
+
+/// What answering requests works with: the runtime's shared parts.
+pub(crate) struct Handler {
     pub(crate) games_dir: Option<PathBuf>,
     pub(crate) store: Option<Store>,
     pub(crate) catalog: CatalogCell,
     pub(crate) transfers: OutboundTransfers,
     pub(crate) state: watch::Sender<PeerState>,
+    pub(crate) events: broadcast::Sender<Event>,
     pub(crate) rescan: mpsc::Sender<()>,
     /// Games being downloaded, served in part.
     pub(crate) partials: crate::swarm::PartialShares,
     /// Running downloads; the mutex guards only inserts and removals.
     pub(crate) downloads: std::sync::Mutex<BTreeMap<GameId, CancellationToken>>,
+    /// The peer table, for typed-in addresses.
+    pub(crate) directory: PeerDirectory,
     /// The connections of the peers in the table.
     pub(crate) connections: crate::discovery::Connections,
     /// Games started from here (Play) and still running.
     pub(crate) running: std::sync::Arc<crate::play::Running>,
+    /// The sharing policy in force (see `sharing`).
+    pub(crate) policy: watch::Sender<SharingPolicy>,
     pub(crate) shutdown: CancellationToken,
 }
 
 /// Removes a download from the running set when it ends, however it ends.
 struct DownloadSlot<'a> {
-    local: &'a LocalContext,
+    handler: &'a Handler,
     game: GameId,
 }
 
 impl Drop for DownloadSlot<'_> {
     fn drop(&mut self) {
         let mut downloads = self
-            .local
+            .handler
             .downloads
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -56,69 +70,79 @@ enum LocalOp {
     Remove { keep_local: bool },
 }
 
-impl LocalContext {
-    fn folders(&self) -> Result<(PathBuf, Store), String> {
+impl Handler {
+    fn folders(&self) -> Result<(PathBuf, Store), ApiError> {
         match (&self.games_dir, &self.store) {
             (Some(games_dir), Some(store)) => Ok((games_dir.clone(), store.clone())),
-            _ => Err("this lanspread has no games folder; start it with --games DIR".to_owned()),
+            _ => Err(ApiError::NoGamesFolder),
         }
     }
 
-    pub(crate) fn cancel_download(&self, game: &GameId) {
+    fn cancel_download(&self, game: &GameId) {
         let downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(token) = downloads.get(game) {
             token.cancel();
         }
     }
 
-    pub(crate) async fn run(&self, command: Command, events: &broadcast::Sender<Event>) {
-        match command {
-            Command::Download { game, reply } => {
-                let _ = reply.send(self.download(&game, events).await);
+    /// Answers one request and hands the answer to whoever waits for it.
+    pub(crate) async fn answer(&self, envelope: Envelope) {
+        let answer = self.handle(envelope.request).await;
+        if let Some(reply) = envelope.reply {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Every request, answered.
+    async fn handle(&self, request: Request) -> Result<Reply, ApiError> {
+        match request {
+            Request::Status => Ok(Reply::Status(Box::new(StatusReport::from_state(
+                &self.state.borrow(),
+            )))),
+            Request::AddPeer { target } => match self.directory.add_manual(&target).await {
+                Ok(addr) => Ok(Reply::PeerAdded { addr }),
+                Err(reason) => Err(ApiError::Peer { target, reason }),
+            },
+            Request::Rescan => {
+                let _ = self.rescan.try_send(());
+                Ok(Reply::Done)
             }
-            Command::Update { game, reply } => {
-                let _ = reply.send(self.update(&game, events).await);
+            Request::CancelDownload { game } => {
+                self.cancel_download(&game);
+                Ok(Reply::Done)
             }
-            Command::PlanUpdate { game, reply } => {
-                let _ = reply.send(self.plan_update(&game).await);
+            Request::SetSharing { policy } => {
+                self.policy.send_replace(policy);
+                Ok(Reply::Done)
             }
-            Command::Install { game, reply } => {
-                let _ = reply.send(self.operate(&game, LocalOp::Install).await);
+            Request::Download { game } => self.download(&game).await.map(Reply::Downloaded),
+            Request::PlanUpdate { game } => self.plan_update(&game).await.map(Reply::UpdatePlan),
+            Request::Update { game } => self.update(&game).await.map(message),
+            Request::Install { game } => self.operate(&game, LocalOp::Install).await.map(message),
+            Request::Uninstall { game } => {
+                self.operate(&game, LocalOp::Uninstall).await.map(message)
             }
-            Command::Uninstall { game, reply } => {
-                let _ = reply.send(self.operate(&game, LocalOp::Uninstall).await);
-            }
-            Command::Remove {
-                game,
-                keep_local,
-                reply,
-            } => {
-                let _ = reply.send(self.operate(&game, LocalOp::Remove { keep_local }).await);
-            }
-            Command::LoadCatalog { path, reply } => {
-                let _ = reply.send(self.load_catalog(&path));
-            }
-            Command::Play { game, reply } => {
-                let _ = reply.send(self.play(&game));
-            }
-            Command::AddPeer { .. }
-            | Command::Rescan
-            | Command::CancelDownload { .. }
-            | Command::SetSharing { .. } => {}
+            Request::Remove { game, keep_local } => self
+                .operate(&game, LocalOp::Remove { keep_local })
+                .await
+                .map(message),
+            Request::LoadCatalog { path } => self.load_catalog(&path).map(message),
+            Request::Play { game } => self.play(&game).map(message),
         }
     }
 
     /// Starts an installed game (see [`crate::play`]).
-    fn play(&self, game: &GameId) -> Result<String, String> {
+    fn play(&self, game: &GameId) -> Result<String, ApiError> {
         let (games_dir, _) = self.folders()?;
         let catalog = self.catalog.get();
-        let entry = catalog
-            .get(game)
-            .ok_or_else(|| format!("{game} is not in the catalog"))?;
+        let entry = catalog.get(game).ok_or_else(|| not_in_catalog(game))?;
         let pid = self
             .running
             .start(&games_dir, entry)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ApiError::Play {
+                game: game.to_string(),
+                reason: e.to_string(),
+            })?;
         // Seen as running from now, not from the next check.
         let running = self.running.sweep();
         self.state.send_modify(|s| s.running = running);
@@ -126,15 +150,11 @@ impl LocalContext {
     }
 
     /// Downloads the catalog's version unless it is already here.
-    async fn download(
-        &self,
-        game: &GameId,
-        events: &broadcast::Sender<Event>,
-    ) -> Result<DownloadReport, String> {
+    async fn download(&self, game: &GameId) -> Result<DownloadReport, ApiError> {
         let (games_dir, store) = self.folders()?;
         let catalog = self.catalog.get();
         let Some(expected) = catalog.expected_version(game).cloned() else {
-            return Err(format!("{game} is not in the catalog"));
+            return Err(not_in_catalog(game));
         };
         let here = lanspread_core::library::scan_game(&games_dir, game, &catalog);
         if here.payload == lanspread_core::PayloadState::Current {
@@ -159,16 +179,18 @@ impl LocalContext {
         {
             let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
             if downloads.contains_key(game) {
-                return Err(format!("{game} is already downloading"));
+                return Err(ApiError::AlreadyDownloading {
+                    game: game.to_string(),
+                });
             }
             downloads.insert(game.clone(), cancel.clone());
         }
         let _slot = DownloadSlot {
-            local: self,
+            handler: self,
             game: game.clone(),
         };
         let progress_state = self.state.clone();
-        let progress_events = events.clone();
+        let progress_events = self.events.clone();
         let job = DownloadJob {
             game: game.clone(),
             games_dir,
@@ -198,18 +220,18 @@ impl LocalContext {
                 );
                 Ok(report)
             }
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err(download_error(game, err)),
         }
     }
 
     /// What updating `game` would download and reuse, kept in the state.
-    async fn plan_update(&self, game: &GameId) -> Result<crate::download::UpdatePlan, String> {
+    async fn plan_update(&self, game: &GameId) -> Result<crate::download::UpdatePlan, ApiError> {
         let (games_dir, store) = self.folders()?;
         let catalog = self.catalog.get();
         let version = catalog
             .expected_version(game)
             .map(ToString::to_string)
-            .ok_or_else(|| format!("{game} is not in the catalog"))?;
+            .ok_or_else(|| not_in_catalog(game))?;
         let peers = self.state.borrow().clone();
         let plan = crate::download::plan_update(
             game,
@@ -220,18 +242,14 @@ impl LocalContext {
             &self.connections,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| download_error(game, e))?;
         self.state.send_modify(|s| {
             s.update_plans.insert(game.to_string(), (version, plan));
         });
         Ok(plan)
     }
 
-    async fn update(
-        &self,
-        game: &GameId,
-        events: &broadcast::Sender<Event>,
-    ) -> Result<String, String> {
+    async fn update(&self, game: &GameId) -> Result<String, ApiError> {
         let (games_dir, _) = self.folders()?;
         let catalog = self.catalog.get();
         let here = lanspread_core::library::scan_game(&games_dir, game, &catalog);
@@ -239,7 +257,7 @@ impl LocalContext {
             return Ok(format!("{game} is already at the catalog's version"));
         }
         let was_installed = here.installed;
-        let report = self.download(game, events).await?;
+        let report = self.download(game).await?;
         let mut message = format!(
             "{game} updated to {} ({} bytes fetched)",
             report.version, report.bytes
@@ -251,7 +269,7 @@ impl LocalContext {
         Ok(message)
     }
 
-    async fn operate(&self, game: &GameId, op: LocalOp) -> Result<String, String> {
+    async fn operate(&self, game: &GameId, op: LocalOp) -> Result<String, ApiError> {
         let (games_dir, store) = self.folders()?;
         // Install and uninstall touch `local/` only, which is never served:
         // uploads go on and the game stays shared. Remove rewrites the
@@ -260,7 +278,10 @@ impl LocalContext {
             LocalOp::Install | LocalOp::Uninstall => self.transfers.begin_local_operation(game),
             LocalOp::Remove { .. } => self.transfers.begin_operation(game).await,
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ApiError::Busy {
+            game: game.to_string(),
+            reason: e.to_string(),
+        })?;
         let id = game.clone();
         let result = tokio::task::spawn_blocking(move || {
             use lanspread_core::ops;
@@ -276,15 +297,23 @@ impl LocalContext {
             }
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ApiError::Internal {
+            reason: e.to_string(),
+        })?;
         let _ = self.rescan.try_send(());
-        result.map_err(|e| e.to_string())
+        result.map_err(|e| ApiError::Operation {
+            game: game.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Swaps the catalog, and stops uploads of every game whose payload no
     /// longer matches it, at once.
-    fn load_catalog(&self, path: &Path) -> Result<String, String> {
-        let catalog = GameCatalog::from_file(path).map_err(|e| e.to_string())?;
+    fn load_catalog(&self, path: &Path) -> Result<String, ApiError> {
+        let catalog = GameCatalog::from_file(path).map_err(|e| ApiError::Catalog {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let count = catalog.len();
         let edition = catalog.edition().to_owned();
         self.catalog.set(catalog);
@@ -302,5 +331,32 @@ impl LocalContext {
             "catalog {} loaded ({count} games, edition {edition}); {stopped} uploads of games no longer matching it were stopped",
             path.display()
         ))
+    }
+}
+
+fn message(message: String) -> Reply {
+    Reply::Message { message }
+}
+
+fn not_in_catalog(game: &GameId) -> ApiError {
+    ApiError::NotInCatalog {
+        game: game.to_string(),
+    }
+}
+
+/// A download's failure, typed for the other side.
+fn download_error(game: &GameId, err: DownloadError) -> ApiError {
+    let game = game.to_string();
+    match err {
+        DownloadError::Cancelled => ApiError::Cancelled { game },
+        DownloadError::UnknownGame(_) => ApiError::NotInCatalog { game },
+        DownloadError::Busy(err) => ApiError::Busy {
+            game,
+            reason: err.to_string(),
+        },
+        other => ApiError::Download {
+            game,
+            reason: other.to_string(),
+        },
     }
 }
