@@ -1030,3 +1030,38 @@ fn a_pc_nobody_reaches_is_told_about_the_firewall() {
             .is_some()
     );
 }
+
+/// A request that fails comes back as a typed error, and the window says
+/// it in words; a typed-in address that is not one is said too (it used to
+/// be dropped).
+#[test]
+fn the_window_says_why_a_request_failed() {
+    let data = tempfile::tempdir().unwrap();
+    let launch = super::backend::Launch {
+        data_dir: data.path().to_path_buf(),
+        catalog_override: None,
+        discovery_off: true,
+    };
+    let (mut backend, _) = super::backend::Backend::start(launch, None).unwrap();
+    for request in [
+        Request::Download { game: id("ut2004") },
+        Request::AddPeer {
+            target: "not an address".into(),
+        },
+    ] {
+        assert_eq!(backend.apply(UiCommand::Peer(request)), None);
+    }
+    let asked = Instant::now();
+    let mut notices = Vec::new();
+    while notices.len() < 2 {
+        assert!(asked.elapsed() < Duration::from_secs(10), "{notices:?}");
+        notices.extend(backend.poll());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    notices.sort();
+    assert!(
+        notices[0].contains("not an address") && notices[0].contains("HOST:PORT"),
+        "{notices:?}"
+    );
+    assert!(notices[1].contains("no games folder"), "{notices:?}");
+}
