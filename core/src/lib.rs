@@ -17,6 +17,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod cdc;
 pub mod download;
 pub mod fsops;
 pub mod launch;

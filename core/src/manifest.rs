@@ -37,20 +37,13 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::GameId;
 use crate::layout::is_payload_entry;
 use crate::paths::{self, PathError, RelPath};
+pub use crate::cdc::{CDC_MASK_BYTES, CDC_MAX_BYTES, CDC_MIN_BYTES, cut_points};
 use crate::store::{Store, StoreError};
 use crate::version::GameVersion;
 
 /// The manifest format: chunking and hashing rules. Part of the digest,
 /// and of every cached record, so hashes made under other rules never mix.
 pub const MANIFEST_FORMAT: u32 = 2;
-/// No cut closer than this to the previous one (the last chunk of a file
-/// may be shorter).
-pub const CDC_MIN_BYTES: u32 = 768 << 10;
-/// FastCDC's "average" size, which sets the gear hash's mask: past the
-/// minimum, a cut comes about every 256 KiB.
-pub const CDC_MASK_BYTES: u32 = 512 << 10;
-/// A cut at the latest here.
-pub const CDC_MAX_BYTES: u32 = 4 << 20;
 /// Most files accepted in one manifest.
 pub const MAX_FILES: usize = 200_000;
 /// Largest game accepted (1 TiB): bounds the chunk list a peer can make us hold.
@@ -627,28 +620,6 @@ fn hash_file_counting(
         filled -= consumed;
     }
     Ok((len_bytes, chunks))
-}
-
-/// The chunks `(start, len)` of `data` (a file's bytes from a cut on):
-/// the same cuts as over the whole file, because a cut is only looked for
-/// where [`CDC_MAX_BYTES`] bytes are in view, or at the file's end.
-pub fn cut_points(data: &[u8], at_end: bool) -> Vec<(usize, usize)> {
-    let chunker = fastcdc::v2020::FastCDC::new(data, CDC_MIN_BYTES, CDC_MASK_BYTES, CDC_MAX_BYTES);
-    let mut cuts = Vec::new();
-    let mut start = 0;
-    while start < data.len() {
-        let remaining = data.len() - start;
-        if remaining < CDC_MAX_BYTES as usize && !at_end {
-            break;
-        }
-        let (_, end) = chunker.cut(start, remaining);
-        if end <= start {
-            break;
-        }
-        cuts.push((start, end - start));
-        start = end;
-    }
-    cuts
 }
 
 /// The payload files of a game folder (as a manifest would list them), with
