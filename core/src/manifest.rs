@@ -29,15 +29,15 @@
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::GameId;
+pub use crate::cdc::{CDC_MASK_BYTES, CDC_MAX_BYTES, CDC_MIN_BYTES, cut_points};
 use crate::layout::is_payload_entry;
 use crate::paths::{self, PathError, RelPath};
-pub use crate::cdc::{CDC_MASK_BYTES, CDC_MAX_BYTES, CDC_MIN_BYTES, cut_points};
 use crate::store::{Store, StoreError};
 use crate::version::GameVersion;
 
@@ -565,6 +565,24 @@ pub fn hash_file(path: &Path) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
     in_hash_pool(|| hash_file_counting(path, &progress))
 }
 
+/// Files at least this long are hashed through a memory map (no copy);
+/// smaller ones are read.
+pub const MAP_MIN_BYTES: u64 = 4 << 20;
+/// A file is mapped only when it has not changed for this long: a file
+/// being written now (a copy into the games folder) is read instead.
+pub const MAP_WHEN_QUIET_FOR: Duration = Duration::from_secs(10);
+
+/// Whether a file is hashed through a memory map: long enough, and not
+/// written to lately.
+fn is_mapped(meta: &std::fs::Metadata) -> bool {
+    let quiet = meta
+        .modified()
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age >= MAP_WHEN_QUIET_FOR);
+    meta.len() >= MAP_MIN_BYTES && quiet
+}
+
 fn hash_file_counting(
     path: &Path,
     progress: &ProgressCounter<'_>,
@@ -574,6 +592,10 @@ fn hash_file_counting(
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    if is_mapped(&meta) {
+        return hash_mapped(&file, meta.len(), path, progress);
+    }
     let full = HASH_WINDOW_BYTES + CDC_MAX_BYTES as usize;
     // A small file gets a buffer of its size (plus one byte to see the end).
     let hint = file.metadata().map_or(full as u64, |m| m.len());
@@ -601,14 +623,7 @@ fn hash_file_counting(
             continue;
         }
         let cuts = cut_points(&buffer[..filled], at_end);
-        let window = &buffer[..filled];
-        let hashed: Vec<ChunkEntry> = cuts
-            .par_iter()
-            .map(|&(start, len)| ChunkEntry {
-                len: len as u32,
-                hash: Blake3Hash::of(&window[start..start + len]),
-            })
-            .collect();
+        let hashed = hash_chunks(&buffer[..filled], &cuts);
         let consumed: usize = cuts.iter().map(|c| c.1).sum();
         chunks.extend(hashed);
         len_bytes += consumed as u64;
@@ -620,6 +635,50 @@ fn hash_file_counting(
         filled -= consumed;
     }
     Ok((len_bytes, chunks))
+}
+
+/// [`hash_file_counting`] for a file of `len` bytes, through memory maps
+/// of one window at a time (what a window holds stays bounded, as when
+/// reading).
+fn hash_mapped(
+    file: &std::fs::File,
+    len: u64,
+    path: &Path,
+    progress: &ProgressCounter<'_>,
+) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
+    let io_err = |source| ManifestError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let full = (HASH_WINDOW_BYTES + CDC_MAX_BYTES as usize) as u64;
+    let mut chunks = Vec::new();
+    let mut done = 0u64;
+    while done < len {
+        if (progress.cancelled)() {
+            return Err(ManifestError::Cancelled);
+        }
+        let view = (len - done).min(full);
+        let at_end = done + view == len;
+        let window = crate::platform::map_read_only(file, done, view as usize).map_err(io_err)?;
+        let cuts = cut_points(&window, at_end);
+        chunks.extend(hash_chunks(&window, &cuts));
+        // A window always holds a cut: it reaches the file's end, or is
+        // longer than the longest chunk.
+        let consumed: u64 = cuts.iter().map(|c| c.1 as u64).sum();
+        done += consumed;
+        progress.add_bytes(consumed);
+    }
+    Ok((done, chunks))
+}
+
+/// The chunks `cuts` of `window`, hashed on the hashing threads.
+fn hash_chunks(window: &[u8], cuts: &[(usize, usize)]) -> Vec<ChunkEntry> {
+    cuts.par_iter()
+        .map(|&(start, len)| ChunkEntry {
+            len: len as u32,
+            hash: Blake3Hash::of(&window[start..start + len]),
+        })
+        .collect()
 }
 
 /// The payload files of a game folder (as a manifest would list them), with
@@ -932,6 +991,29 @@ mod tests {
             .unwrap();
         bytes[at..at + 9].copy_from_slice(b"../../etc");
         assert!(postcard::from_bytes::<Manifest>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_mapped_file_hashes_as_a_read_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.pak");
+        std::fs::write(&path, noise(3, 2 * HASH_WINDOW_BYTES + 777_777)).unwrap();
+        assert!(
+            !is_mapped(&std::fs::metadata(&path).unwrap()),
+            "just written"
+        );
+        let read = hash_file(&path).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        file.set_modified(an_hour_ago).unwrap();
+        drop(file);
+        assert!(is_mapped(&std::fs::metadata(&path).unwrap()), "quiet now");
+        let mapped = hash_file(&path).unwrap();
+        assert_eq!(mapped, read);
+        let whole = std::fs::read(&path).unwrap();
+        let cuts = cut_points(&whole, true);
+        assert_eq!(mapped.1.len(), cuts.len());
+        assert_eq!(mapped.0, whole.len() as u64);
     }
 
     #[test]

@@ -96,3 +96,30 @@ pub fn filesystem_name(dir: &std::path::Path) -> Option<String> {
 pub fn filesystem_name(_dir: &std::path::Path) -> Option<String> {
     None
 }
+
+/// Maps `len` bytes of `file` from `offset`, read-only, for hashing
+/// without copying (as `b3sum` does).
+///
+/// Why this one `unsafe` is acceptable: the map is read only while one
+/// window of a payload file is hashed, then dropped. What the map shows
+/// must not change under a `&[u8]`: lanspread never writes a payload file
+/// in place (downloads write staging files and swap by rename, and a scan
+/// guard keeps update and remove away while a game is hashed), and only
+/// files that have not changed for a while are mapped
+/// (`manifest::MAP_WHEN_QUIET_FOR`). Another program truncating such a
+/// file during those milliseconds would end this process (SIGBUS) on Unix;
+/// on Windows the truncation is refused while the map is open.
+#[allow(unsafe_code)]
+pub fn map_read_only(
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: see above; the map is dropped before the file is.
+    unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map(file)
+    }
+}

@@ -9,7 +9,10 @@
 //!
 //! Environment: `LANSPREAD_BENCH_GIB` (game size, default 2),
 //! `LANSPREAD_BENCH_RUNS` (runs per case, default 3), `LANSPREAD_BIN`
-//! (default: `lanspread` beside this executable).
+//! (default: `lanspread` beside this executable);
+//! `LANSPREAD_BENCH_RSS_PARTS=1` also prints what each download's peak
+//! memory is made of (heap, mapped files), `LANSPREAD_BENCH_RSS_TIMELINE=1`
+//! the heap every 20 ms on stderr.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: fail loudly
 
@@ -61,7 +64,19 @@ fn make_game(dir: &Path, total: u64) -> Vec<PathBuf> {
         file.flush().unwrap();
         files.push(path);
     }
+    // A games folder's files were written long ago (hashed through memory
+    // maps); the hashing bench also times freshly written ones (read).
+    set_written(&files, Duration::from_secs(3600));
     files
+}
+
+/// Sets the files' modification time to `ago` before now.
+fn set_written(files: &[PathBuf], ago: Duration) {
+    let at = std::time::SystemTime::now() - ago;
+    for path in files {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(at).unwrap();
+    }
 }
 
 struct Served(Child);
@@ -126,10 +141,15 @@ fn wait_announced(bin: &Path, data: &Path) {
 
 /// Peak resident memory of a running process, in KiB (Linux).
 fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` field in KiB (`RssAnon:`, `RssFile:`, …).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
 }
@@ -154,11 +174,18 @@ fn download(bin: &Path, game: &str, seeders: &[String], scratch: &Path) -> (f64,
     }
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();
-    let mut peak = 0;
+    let (mut peak, mut anon, mut file) = (0, 0, 0);
     let output = loop {
         if let Some(rss) = peak_rss_kib(pid) {
             peak = peak.max(rss);
         }
+        // What the peak is made of: the heap, or mapped files (the store).
+        let now_anon = status_kib(pid, "RssAnon:").unwrap_or(0);
+        if std::env::var_os("LANSPREAD_BENCH_RSS_TIMELINE").is_some() {
+            eprint!("{} ", now_anon / 1024);
+        }
+        anon = now_anon.max(anon);
+        file = status_kib(pid, "RssFile:").unwrap_or(0).max(file);
         if child.try_wait().unwrap().is_some() {
             break child.wait_with_output().unwrap();
         }
@@ -169,6 +196,13 @@ fn download(bin: &Path, game: &str, seeders: &[String], scratch: &Path) -> (f64,
     let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     let bytes = report["bytes"].as_f64().unwrap();
     let seconds = report["seconds"].as_f64().unwrap();
+    if std::env::var_os("LANSPREAD_BENCH_RSS_PARTS").is_some() {
+        println!(
+            "          peak RssAnon {:.1} MiB, RssFile {:.1} MiB",
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        );
+    }
     (bytes / seconds / (1 << 20) as f64, peak as f64 / 1024.0)
 }
 
@@ -193,24 +227,34 @@ fn main() {
     let files = make_game(&seed_games.join("ut2004"), total);
     std::fs::write(seed_games.join("ut2004/version.ini"), version.to_ini()).unwrap();
 
-    // Hashing: our manifest builder (fresh store each run) and b3sum.
-    let mut ours = Vec::new();
-    for _ in 0..runs {
-        let data = tempfile::tempdir().unwrap();
-        let store = Store::open(data.path()).unwrap();
-        let started = Instant::now();
-        let build = build_manifest(
-            &seed_games.join("ut2004"),
-            &GameId::parse("ut2004").unwrap(),
-            &GameVersion::parse(version.as_str()).unwrap(),
-            &store,
-        )
-        .unwrap();
-        let seconds = started.elapsed().as_secs_f64();
-        ours.push(build.hashed_bytes as f64 / seconds / (1 << 20) as f64);
-    }
-    let ours = median(&mut ours);
-    println!("hashing   lanspread manifest (content-defined chunks, all cores): {ours:8.0} MiB/s");
+    // Hashing: our manifest builder (fresh store each run) and b3sum; on
+    // files written an hour ago (mapped), then on just written ones (read).
+    let hash_runs = |label: &str| {
+        let mut speeds = Vec::new();
+        for _ in 0..runs {
+            let data = tempfile::tempdir().unwrap();
+            let store = Store::open(data.path()).unwrap();
+            let started = Instant::now();
+            let build = build_manifest(
+                &seed_games.join("ut2004"),
+                &GameId::parse("ut2004").unwrap(),
+                &GameVersion::parse(version.as_str()).unwrap(),
+                &store,
+            )
+            .unwrap();
+            let seconds = started.elapsed().as_secs_f64();
+            speeds.push(build.hashed_bytes as f64 / seconds / (1 << 20) as f64);
+        }
+        let speed = median(&mut speeds);
+        println!(
+            "hashing   lanspread manifest (content-defined chunks, all cores), {label}: {speed:8.0} MiB/s"
+        );
+        speed
+    };
+    set_written(&files, Duration::ZERO);
+    let fresh = hash_runs("files just written (read)");
+    set_written(&files, Duration::from_secs(3600));
+    let ours = hash_runs("files written an hour ago (mapped)");
     let mut b3sum_all_threads = None;
     for threads in ["1", "0"] {
         let mut speeds = Vec::new();
@@ -238,9 +282,10 @@ fn main() {
             "all threads"
         };
         println!(
-            "hashing   b3sum ({label}): {:8.0} MiB/s   (lanspread / b3sum = {:.2})",
+            "hashing   b3sum ({label}): {:8.0} MiB/s   (lanspread / b3sum = {:.2}; just written {:.2})",
             median(&mut speeds),
-            ours / median(&mut speeds)
+            ours / median(&mut speeds),
+            fresh / median(&mut speeds)
         );
     }
 
