@@ -143,6 +143,11 @@ struct Outcome {
     process_mbit: f64,
     process_start_secs: f64,
     process_end_secs: f64,
+    /// The same bytes by plain HTTP, exec to exit, in Mbit/s: nginx on each
+    /// seeder and curl (one seeder) or aria2c over every seeder as mirrors;
+    /// `None` when those are not installed.
+    anchor_mbit: Option<f64>,
+    anchor_name: &'static str,
 }
 
 fn run_case(case: &Case, runs: usize) -> Outcome {
@@ -295,9 +300,12 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
         end.push(exit - (began + seconds));
         let _ = std::fs::remove_dir_all(&own);
     }
+    let (anchor_name, anchor_mbit) = anchor(&mut lab, &addrs, root.path(), mib, runs);
     let goodput = median(&mut goodput);
     let ceiling_share = ceiling_share(mtu(&lab, downloader));
     Outcome {
+        anchor_mbit,
+        anchor_name,
         total_mbit: median(&mut total),
         goodput_mbit: goodput,
         link_percent: goodput / limit * 100.0,
@@ -311,6 +319,101 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
         process_start_secs: median(&mut start),
         process_end_secs: median(&mut end),
     }
+}
+
+/// Whether `program` runs here.
+fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// The anchor: the same game file (`s{host}/ut2004/ut2004.pak` under
+/// `root`, `mib` MiB) served by nginx (plain HTTP, sendfile, no TLS) in
+/// every seeder's namespace and fetched in the downloader's, by curl from
+/// the one seeder or by aria2c from every seeder as mirrors, one
+/// connection each. Exec to exit, medians of `runs`, in Mbit/s.
+fn anchor(
+    lab: &mut Lab,
+    seeders: &[String],
+    root: &Path,
+    mib: usize,
+    runs: usize,
+) -> (&'static str, Option<f64>) {
+    let name = if seeders.len() == 1 {
+        "nginx + curl"
+    } else {
+        "nginx + aria2c"
+    };
+    let client = if seeders.len() == 1 { "curl" } else { "aria2c" };
+    if !installed("nginx") || !installed(client) {
+        return (name, None);
+    }
+    let mut urls = Vec::new();
+    for (host, addr) in seeders.iter().enumerate() {
+        let ip = addr.trim_end_matches(":4747");
+        let conf = root.join(format!("nginx-{host}.conf"));
+        let text = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx-{host}.pid;\n\
+             error_log {dir}/nginx-{host}.err;\nevents {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n sendfile on;\n tcp_nopush on;\n\
+             client_body_temp_path {dir}/nginx-{host}-body;\n proxy_temp_path {dir}/nginx-{host}-proxy;\n\
+             fastcgi_temp_path {dir}/nginx-{host}-fcgi;\n uwsgi_temp_path {dir}/nginx-{host}-uwsgi;\n\
+             scgi_temp_path {dir}/nginx-{host}-scgi;\n\
+             server {{ listen {ip}:8080; root {games}; }}\n}}\n",
+            dir = root.display(),
+            games = root.join(format!("s{host}/ut2004")).display(),
+        );
+        std::fs::write(&conf, text).unwrap();
+        let mut nginx = lab.command(host, "nginx");
+        nginx
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(root.join(format!("nginx-{host}.err")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        lab.spawn(nginx).unwrap();
+        urls.push(format!("http://{ip}:8080/ut2004.pak"));
+    }
+    let downloader = seeders.len();
+    let out_dir = root.join("anchor");
+    let mut rates = Vec::new();
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(&out_dir);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let mut fetch = lab.command(downloader, client);
+        if seeders.len() == 1 {
+            fetch
+                .args(["--silent", "--fail", "--retry", "20", "--retry-connrefused"])
+                .args(["--retry-delay", "0", "-o"])
+                .arg(out_dir.join("ut2004.pak"))
+                .arg(&urls[0]);
+        } else {
+            fetch
+                .args(["--quiet", "--dir"])
+                .arg(&out_dir)
+                .args(["--out", "ut2004.pak", "--file-allocation=none"])
+                .arg(format!("--split={}", seeders.len()))
+                .args(["--max-connection-per-server=1", "--min-split-size=1M"])
+                .args(["--retry-wait=1", "--max-tries=20"])
+                .args(&urls);
+        }
+        let started = Instant::now();
+        let status = fetch.status().unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let got = std::fs::metadata(out_dir.join("ut2004.pak")).map_or(0, |m| m.len());
+        assert!(
+            status.success() && got == (mib as u64) << 20,
+            "{client} failed: {status}, {got} bytes"
+        );
+        rates.push(got as f64 * 8.0 / seconds / 1e6);
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+    (name, Some(median(&mut rates)))
 }
 
 /// What the party case measured, medians over the runs.
@@ -600,6 +703,7 @@ fn main() {
         },
     ];
     println!("lanspread lab bench: medians of {runs} runs, real processes in network namespaces");
+    let mut anchors = Vec::new();
     println!(
         "{:<24} {:>8} {:>7} {:>9} {:>12} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}",
         "case",
@@ -642,7 +746,28 @@ fn main() {
             outcome.process_start_secs,
             outcome.process_end_secs
         );
+        anchors.push(match outcome.anchor_mbit {
+            Some(anchor) => format!(
+                "{:<24} whole process {:.0} Mbit/s vs {} {:.0} Mbit/s (exec to exit): {:.2}x",
+                case.name,
+                outcome.process_mbit,
+                outcome.anchor_name,
+                anchor,
+                outcome.process_mbit / anchor
+            ),
+            None => format!(
+                "{:<24} {}: not installed (apt-get install nginx curl aria2)",
+                case.name, outcome.anchor_name
+            ),
+        });
         results.push(outcome);
+    }
+    if !anchors.is_empty() {
+        println!();
+        println!("the same bytes by plain HTTP (no TLS), side by side in the same lab:");
+        for line in &anchors {
+            println!("{line}");
+        }
     }
     if only.is_none() {
         println!(
