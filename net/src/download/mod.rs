@@ -320,6 +320,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     // 1. Sources, once the peer table settled (for a bounded time): the
     //    vote is taken over everyone present, not whoever answered first.
     wait_until_settled(&job, &version).await?;
+    tracing::debug!(after = ?started.elapsed(), "the peer table settled");
     let candidates = sources(
         &job.peers.borrow(),
         &job.connections,
@@ -426,6 +427,12 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
     }
     let manifest = Arc::new(vote.manifest);
     let plan = Arc::new(PiecePlan::new(&manifest));
+    tracing::debug!(
+        after = ?started.elapsed(),
+        files = manifest.files.len(),
+        pieces = plan.len(),
+        "manifests fetched and voted on"
+    );
     progress.total_bytes = manifest.total_len_bytes();
 
     // 3. Space, then staging. An unfinished download of another manifest
@@ -446,6 +453,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         .map_err(|e| DownloadError::Io(e.to_string()))?
         .map_err(|e| DownloadError::Io(e.to_string()))?
     };
+    tracing::debug!(after = ?started.elapsed(), "staging opened");
     job.store.put_journal(job.game.as_str(), &journal)?;
     // The manifest beside its journal: if the catalog moves on before this
     // download finishes, the next one knows what the verified pieces hold.
@@ -476,6 +484,7 @@ pub async fn run_download(job: DownloadJob) -> Result<DownloadReport, DownloadEr
         tracing::warn!("left for later: {}: {err}", dir.display());
     }
     let reused = reused?;
+    tracing::debug!(after = ?started.elapsed(), "journal stored, older copies reused");
 
     // 4./5. Fetch, serving what is verified to the others meanwhile.
     let partial = Arc::new(PartialGame::new(

@@ -66,6 +66,26 @@ pub struct Resumed {
     pub rescued: usize,
 }
 
+/// Threads creating staging files at once.
+const CREATE_THREADS: usize = 8;
+
+/// Creates a staging file at its size and closes it again (a game of
+/// 50,000 files is not 50,000 open handles). A resumed download's file
+/// keeps what it holds when it has the right size already.
+fn create_at_size(path: &Path, len: u64, resuming: bool) -> std::io::Result<()> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let current = if resuming { file.metadata()?.len() } else { 0 };
+    if current != len {
+        file.set_len(len)?;
+    }
+    Ok(())
+}
+
 /// Opens (or creates) the staging files for `manifest`, loading or resetting
 /// the journal, and checks unjournaled chunks already on disk.
 pub fn open_staging(
@@ -90,25 +110,40 @@ pub fn open_staging(
         _ => Journal::new(manifest, plan.len()),
     };
     std::fs::create_dir_all(&dir)?;
-    let mut paths = Vec::with_capacity(manifest.files.len());
-    for entry in &manifest.files {
-        let path = entry.path.join_to(&dir);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        // Created at its size and closed again: a game of 50,000 files is
-        // not 50,000 open handles.
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        if file.metadata()?.len() != entry.len_bytes {
-            file.set_len(entry.len_bytes)?;
-        }
-        paths.push(path);
+    let paths: Vec<PathBuf> = manifest
+        .files
+        .iter()
+        .map(|entry| entry.path.join_to(&dir))
+        .collect();
+    // The folders first (a few hundred), then the files on several threads:
+    // creating 50,000 files one after the other took 3 to 11 s here.
+    let folders: std::collections::BTreeSet<&Path> =
+        paths.iter().filter_map(|path| path.parent()).collect();
+    for folder in folders {
+        std::fs::create_dir_all(folder)?;
     }
+    let sizes: Vec<(&PathBuf, u64)> = paths
+        .iter()
+        .zip(&manifest.files)
+        .map(|(path, entry)| (path, entry.len_bytes))
+        .collect();
+    let per_thread = sizes.len().div_ceil(CREATE_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = sizes
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .try_for_each(|(path, len)| create_at_size(path, *len, resuming))
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|worker| {
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a staging thread panicked")))
+        })
+    })?;
     let files = Arc::new(OpenFiles::new(paths));
     let mut resumed = Resumed {
         journaled: journal.verified.count(),

@@ -157,6 +157,17 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 /// One download of `game`: goodput in MiB/s and the downloader's peak RSS
 /// in MiB.
 fn download(bin: &Path, game: &str, seeders: &[String], scratch: &Path) -> (f64, f64) {
+    let (speed, peak, _) = download_report(bin, game, seeders, scratch);
+    (speed, peak)
+}
+
+/// [`download`], with the download's JSON report.
+fn download_report(
+    bin: &Path,
+    game: &str,
+    seeders: &[String],
+    scratch: &Path,
+) -> (f64, f64, serde_json::Value) {
     let games = scratch.join("games");
     let data = scratch.join("data");
     let _ = std::fs::remove_dir_all(&games);
@@ -203,7 +214,11 @@ fn download(bin: &Path, game: &str, seeders: &[String], scratch: &Path) -> (f64,
             file as f64 / 1024.0
         );
     }
-    (bytes / seconds / (1 << 20) as f64, peak as f64 / 1024.0)
+    (
+        bytes / seconds / (1 << 20) as f64,
+        peak as f64 / 1024.0,
+        report,
+    )
 }
 
 fn main() {
@@ -370,13 +385,23 @@ fn main() {
         "start     serve until {small_files} files of 4 KiB are offered: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let mut goodput = Vec::new();
+    let (mut goodput, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        goodput.push(download(&bin, "q3a", std::slice::from_ref(&small_addr), &scratch).0);
+        let (speed, _, report) =
+            download_report(&bin, "q3a", std::slice::from_ref(&small_addr), &scratch);
+        goodput.push(speed);
+        let number = |key: &str| report[key].as_f64().unwrap_or(0.0);
+        before.push(number("start_seconds"));
+        after.push(number("seconds") - number("start_seconds") - number("fetch_seconds"));
     }
     let small = median(&mut goodput);
     println!(
         "download  {small_files} files of 4 KiB, 1 seeder: {small:8.0} MiB/s goodput (small / big files = {:.2})",
         small / results[0]
+    );
+    println!(
+        "          before the first chunk (manifest of {small_files} files, validation, vote, staging): {:.2} s; after the last (sync, swap): {:.2} s",
+        median(&mut before),
+        median(&mut after)
     );
 }

@@ -147,6 +147,9 @@ struct Outcome {
     /// seeder and curl (one seeder) or aria2c over every seeder as mirrors;
     /// `None` when those are not installed.
     anchor_mbit: Option<f64>,
+    /// The same with the file synced to disk before the clock stops, as a
+    /// download by lanspread is before it ends.
+    anchor_synced_mbit: Option<f64>,
     anchor_name: &'static str,
 }
 
@@ -300,11 +303,16 @@ fn run_case(case: &Case, runs: usize) -> Outcome {
         end.push(exit - (began + seconds));
         let _ = std::fs::remove_dir_all(&own);
     }
-    let (anchor_name, anchor_mbit) = anchor(&mut lab, &addrs, root.path(), mib, runs);
+    let (anchor_name, anchor_mbit, anchor_synced_mbit) =
+        match anchor(&mut lab, &addrs, root.path(), mib, runs) {
+            (name, Some((plain, synced))) => (name, Some(plain), Some(synced)),
+            (name, None) => (name, None, None),
+        };
     let goodput = median(&mut goodput);
     let ceiling_share = ceiling_share(mtu(&lab, downloader));
     Outcome {
         anchor_mbit,
+        anchor_synced_mbit,
         anchor_name,
         total_mbit: median(&mut total),
         goodput_mbit: goodput,
@@ -335,14 +343,15 @@ fn installed(program: &str) -> bool {
 /// `root`, `mib` MiB) served by nginx (plain HTTP, sendfile, no TLS) in
 /// every seeder's namespace and fetched in the downloader's, by curl from
 /// the one seeder or by aria2c from every seeder as mirrors, one
-/// connection each. Exec to exit, medians of `runs`, in Mbit/s.
+/// connection each. Exec to exit, medians of `runs`, in Mbit/s; and the
+/// same with the file synced to disk (`sync FILE`) before the clock stops.
 fn anchor(
     lab: &mut Lab,
     seeders: &[String],
     root: &Path,
     mib: usize,
     runs: usize,
-) -> (&'static str, Option<f64>) {
+) -> (&'static str, Option<(f64, f64)>) {
     let name = if seeders.len() == 1 {
         "nginx + curl"
     } else {
@@ -381,7 +390,7 @@ fn anchor(
     }
     let downloader = seeders.len();
     let out_dir = root.join("anchor");
-    let mut rates = Vec::new();
+    let (mut rates, mut synced) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let _ = std::fs::remove_dir_all(&out_dir);
         std::fs::create_dir_all(&out_dir).unwrap();
@@ -411,9 +420,15 @@ fn anchor(
             "{client} failed: {status}, {got} bytes"
         );
         rates.push(got as f64 * 8.0 / seconds / 1e6);
+        let sync = std::process::Command::new("sync")
+            .arg(out_dir.join("ut2004.pak"))
+            .status()
+            .unwrap();
+        assert!(sync.success());
+        synced.push(got as f64 * 8.0 / started.elapsed().as_secs_f64() / 1e6);
     }
     let _ = std::fs::remove_dir_all(&out_dir);
-    (name, Some(median(&mut rates)))
+    (name, Some((median(&mut rates), median(&mut synced))))
 }
 
 /// What the party case measured, medians over the runs.
@@ -746,16 +761,18 @@ fn main() {
             outcome.process_start_secs,
             outcome.process_end_secs
         );
-        anchors.push(match outcome.anchor_mbit {
-            Some(anchor) => format!(
-                "{:<24} whole process {:.0} Mbit/s vs {} {:.0} Mbit/s (exec to exit): {:.2}x",
+        anchors.push(match (outcome.anchor_mbit, outcome.anchor_synced_mbit) {
+            (Some(anchor), Some(synced)) => format!(
+                "{:<24} whole process {:.0} Mbit/s vs {} {:.0} Mbit/s (exec to exit): {:.2}x; with its file synced to disk {:.0} Mbit/s: {:.2}x",
                 case.name,
                 outcome.process_mbit,
                 outcome.anchor_name,
                 anchor,
-                outcome.process_mbit / anchor
+                outcome.process_mbit / anchor,
+                synced,
+                outcome.process_mbit / synced
             ),
-            None => format!(
+            _ => format!(
                 "{:<24} {}: not installed (apt-get install nginx curl aria2)",
                 case.name, outcome.anchor_name
             ),
