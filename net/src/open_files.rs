@@ -76,7 +76,15 @@ impl OpenFiles {
         let path = self.paths.get(index).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such staging file")
         })?;
-        let file = Arc::new(File::options().read(true).write(self.write).open(path)?);
+        // A staging file is created by its first write (its folder exists).
+        let file = Arc::new(
+            File::options()
+                .read(true)
+                .write(self.write)
+                .create(self.write)
+                .truncate(false)
+                .open(path)?,
+        );
         let mut state = self.state();
         if state.open.len() >= MAX_OPEN_FILES
             && let Some(oldest) = state

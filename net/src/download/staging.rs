@@ -122,10 +122,15 @@ pub fn open_staging(
     for folder in folders {
         std::fs::create_dir_all(folder)?;
     }
+    // A new download creates only its empty files here: the others are
+    // created by their first write, while the network keeps busy (a
+    // resumed one makes sure every file is there at its size, for the
+    // check of what is on disk below).
     let sizes: Vec<(&PathBuf, u64)> = paths
         .iter()
         .zip(&manifest.files)
         .map(|(path, entry)| (path, entry.len_bytes))
+        .filter(|(_, len)| resuming || *len == 0)
         .collect();
     let per_thread = sizes.len().div_ceil(CREATE_THREADS).max(1);
     std::thread::scope(|scope| {
