@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use lanspread_core::library::scan_library;
 use lanspread_core::manifest::{HashProgress, Manifest, build_manifest_reporting};
-use lanspread_core::{GameCatalog, GameId, LibraryScan, Store};
+use lanspread_core::{Blake3Hash, GameCatalog, GameId, LibraryScan, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::proto::AnnouncedGame;
@@ -33,6 +33,28 @@ pub struct LibrarySnapshot {
     pub manifests: BTreeMap<GameId, Arc<Manifest>>,
 }
 
+/// Each announced manifest's digest, worked out once per manifest: a
+/// digest hashes every chunk entry one by one (a 4 GiB game: 4,000 small
+/// updates), and a seeder announced its list again at every change of its
+/// state, many times a second while it uploads (7 % of the CPU in the
+/// 10 Gbit lab case).
+#[derive(Debug, Default)]
+pub struct ManifestDigests(std::sync::Mutex<BTreeMap<GameId, (Arc<Manifest>, Blake3Hash)>>);
+
+impl ManifestDigests {
+    pub fn of(&self, manifest: &Arc<Manifest>) -> Blake3Hash {
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, digest)) = known.get(&manifest.game)
+            && Arc::ptr_eq(seen, manifest)
+        {
+            return *digest;
+        }
+        let digest = manifest.digest();
+        known.insert(manifest.game.clone(), (manifest.clone(), digest));
+        digest
+    }
+}
+
 impl LibrarySnapshot {
     /// The announced list: whole games, then the games being downloaded
     /// (partial, with their have-maps); games under an operation are left
@@ -41,6 +63,7 @@ impl LibrarySnapshot {
         manifests: &BTreeMap<GameId, Arc<Manifest>>,
         partials: &[Arc<PartialGame>],
         active: &BTreeSet<GameId>,
+        digests: &ManifestDigests,
     ) -> Vec<AnnouncedGame> {
         let whole = manifests
             .values()
@@ -49,7 +72,7 @@ impl LibrarySnapshot {
                 id: m.game.clone(),
                 version: m.version.clone(),
                 total_bytes: m.total_len_bytes(),
-                manifest_digest: m.digest(),
+                manifest_digest: digests.of(m),
                 partial: None,
             });
         let partial = partials
@@ -151,4 +174,31 @@ pub fn build_manifests(
         }
     }
     (Some(scan), manifests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanspread_core::GameVersion;
+
+    fn manifest(version: &str) -> Arc<Manifest> {
+        Arc::new(Manifest {
+            game: GameId::parse("ut2004").unwrap(),
+            version: GameVersion::parse(version).unwrap(),
+            files: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_digest_is_worked_out_once_per_manifest_and_again_for_a_new_one() {
+        let digests = ManifestDigests::default();
+        let first = manifest("1");
+        assert_eq!(digests.of(&first), first.digest());
+        assert_eq!(digests.of(&first.clone()), first.digest());
+        // A rebuilt manifest of the same game is a new one.
+        let second = manifest("2");
+        assert_ne!(second.digest(), first.digest());
+        assert_eq!(digests.of(&second), second.digest());
+        assert_eq!(digests.of(&first), first.digest());
+    }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, PeerState, RESCAN_INTERVAL};
-use crate::library::{LibrarySnapshot, build_manifests};
+use crate::library::{LibrarySnapshot, ManifestDigests, build_manifests};
 use crate::serve::CatalogCell;
 use crate::swarm::{ANNOUNCE_EVERY, PartialShares};
 
@@ -46,11 +46,15 @@ pub(super) async fn keep_library(
     let mut sharing = inputs.sharing.clone();
     let mut partial_updates = inputs.partials.subscribe();
     let mut peer_updates = state.subscribe();
-    let mut announced_at;
+    let mut announced_at = tokio::time::Instant::now();
     let mut manifests = BTreeMap::new();
     let mut timer = tokio::time::interval(RESCAN_INTERVAL);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut scan_now = true;
+    let digests = ManifestDigests::default();
+    // Whether the list must be announced again (a state change that moved
+    // no peer address needs nothing).
+    let mut republish = true;
     loop {
         if scan_now {
             let scan_inputs = inputs.clone();
@@ -119,24 +123,27 @@ pub(super) async fn keep_library(
                 Err(err) => tracing::warn!("library scan failed: {err}"),
             }
         }
-        let fingerprint = *inputs.catalog.get().fingerprint().as_bytes();
-        announced_at = tokio::time::Instant::now();
-        let paused = sharing.borrow_and_update().paused;
-        // Paused: no game is offered, whole or partial.
-        let partials = if paused {
-            Vec::new()
-        } else {
-            inputs.partials.all()
-        };
-        publish_library(
-            &inputs.transfers,
-            if paused { &NOTHING } else { &manifests },
-            &partials,
-            fingerprint,
-            &library,
-            &state,
-            &events,
-        );
+        if republish || scan_now {
+            let fingerprint = *inputs.catalog.get().fingerprint().as_bytes();
+            announced_at = tokio::time::Instant::now();
+            let paused = sharing.borrow_and_update().paused;
+            // Paused: no game is offered, whole or partial.
+            let partials = if paused {
+                Vec::new()
+            } else {
+                inputs.partials.all()
+            };
+            publish_library(
+                &inputs.transfers,
+                (if paused { &NOTHING } else { &manifests }, &digests),
+                &partials,
+                fingerprint,
+                &library,
+                &state,
+                &events,
+            );
+        }
+        republish = true;
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -153,9 +160,11 @@ pub(super) async fn keep_library(
             }
             changed = peer_updates.changed() => {
                 if changed.is_err() { break; }
-                // Republished only when the set of peer addresses moved
-                // (publish_library compares); progress changes are ignored.
-                peer_updates.borrow_and_update();
+                // Republished only when the set of peer addresses moved;
+                // progress and upload counts change the state many times
+                // a second.
+                let peers = exchanged_peers(&peer_updates.borrow_and_update());
+                republish = peers != library.borrow().peers;
                 scan_now = false;
             }
             changed = partial_updates.changed() => {
@@ -191,7 +200,7 @@ pub(super) async fn keep_empty_library(
         let none = BTreeMap::new();
         publish_library(
             &transfers,
-            &none,
+            (&none, &ManifestDigests::default()),
             &[],
             fingerprint,
             &library,
@@ -214,14 +223,17 @@ static NOTHING: BTreeMap<GameId, Arc<lanspread_core::Manifest>> = BTreeMap::new(
 /// flag of every known peer is judged again against it.
 fn publish_library(
     transfers: &OutboundTransfers,
-    manifests: &BTreeMap<GameId, Arc<lanspread_core::Manifest>>,
+    (manifests, digests): (
+        &BTreeMap<GameId, Arc<lanspread_core::Manifest>>,
+        &ManifestDigests,
+    ),
     partials: &[Arc<crate::swarm::PartialGame>],
     catalog_fingerprint: [u8; 32],
     library: &watch::Sender<LibrarySnapshot>,
     state: &watch::Sender<PeerState>,
     events: &broadcast::Sender<Event>,
 ) {
-    let games = LibrarySnapshot::announced(manifests, partials, &transfers.active_games());
+    let games = LibrarySnapshot::announced(manifests, partials, &transfers.active_games(), digests);
     let peers = exchanged_peers(&state.borrow());
     let mut bumped = None;
     let mut new_catalog = false;
