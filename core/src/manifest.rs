@@ -583,14 +583,19 @@ fn is_mapped(meta: &std::fs::Metadata) -> bool {
     meta.len() >= MAP_MIN_BYTES && quiet
 }
 
+/// Turns an I/O error on `path` into the manifest's error.
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ManifestError + Copy + '_ {
+    move |source| ManifestError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 fn hash_file_counting(
     path: &Path,
     progress: &ProgressCounter<'_>,
 ) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
-    let io_err = |source| ManifestError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io_err = io_error(path);
     let mut file = std::fs::File::open(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
     if is_mapped(&meta) {
@@ -646,10 +651,7 @@ fn hash_mapped(
     path: &Path,
     progress: &ProgressCounter<'_>,
 ) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
-    let io_err = |source| ManifestError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+    let io_err = io_error(path);
     let full = (HASH_WINDOW_BYTES + CDC_MAX_BYTES as usize) as u64;
     let mut chunks = Vec::new();
     let mut done = 0u64;
