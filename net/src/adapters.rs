@@ -81,20 +81,12 @@ fn same_subnet(a: IpAddr, b: IpAddr, prefix_len: u8) -> bool {
     match (a, b) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
             let bits = u32::from(prefix_len.min(32));
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
             let bits = u32::from(prefix_len.min(128));
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,

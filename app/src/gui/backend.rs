@@ -95,14 +95,19 @@ struct Starting {
     done: std::sync::mpsc::Receiver<Started>,
 }
 
-/// What a worker thread hands back.
-struct Started {
+/// A peer started with its settings and catalog, for [`Backend::adopt`].
+struct PeerStart {
     peer: anyhow::Result<PeerHandle>,
     catalog: crate::context::LoadedCatalog,
     catalog_file: Option<PathBuf>,
+    settings: Settings,
+}
+
+/// What a worker thread hands back.
+struct Started {
+    start: PeerStart,
     /// The new demo, when it started one.
     demo: Option<anyhow::Result<Demo>>,
-    settings: Settings,
     /// The notice once it worked.
     notice: String,
 }
@@ -178,13 +183,11 @@ impl Backend {
             with_catalog(config, &loaded.catalog),
             backend.repaint.clone(),
         )?;
-        backend.adopt(Started {
+        backend.adopt(PeerStart {
             peer: Ok(peer),
             catalog: loaded,
             catalog_file,
-            demo: None,
             settings: settings.clone(),
-            notice: String::new(),
         });
         Ok((backend, settings))
     }
@@ -223,7 +226,7 @@ impl Backend {
     }
 
     /// Takes what a start handed back.
-    fn adopt(&mut self, started: Started) {
+    fn adopt(&mut self, started: PeerStart) {
         self.catalog_file = started
             .catalog_file
             .filter(|_| started.catalog.warning.is_none());
@@ -295,11 +298,13 @@ impl Backend {
                     _ => starter.start_peer(with_catalog(config, &loaded.catalog), repaint.clone()),
                 };
                 let _ = done_tx.send(Started {
-                    peer,
-                    catalog: loaded,
-                    catalog_file,
+                    start: PeerStart {
+                        peer,
+                        catalog: loaded,
+                        catalog_file,
+                        settings,
+                    },
                     demo,
-                    settings,
                     notice,
                 });
                 if let Some(repaint) = &repaint {
@@ -467,28 +472,25 @@ impl Backend {
             }
         };
         self.starting = None;
+        let Started {
+            start,
+            demo,
+            notice,
+        } = started;
         let mut failure = None;
-        match started.demo {
-            Some(Ok(_)) | None => {}
-            Some(Err(ref err)) => failure = Some(format!("The demo could not start: {err}")),
+        match demo {
+            Some(Ok(demo)) => {
+                self.launch.data_dir = demo.own_data.clone();
+                self.demo = Some(demo);
+            }
+            Some(Err(err)) => failure = Some(format!("The demo could not start: {err}")),
+            None => {}
         }
-        if let Err(err) = &started.peer {
+        if let Err(err) = &start.peer {
             failure.get_or_insert_with(|| format!("lanspread could not restart: {err}"));
         }
-        let notice = started.notice.clone();
-        let demo = match started.demo {
-            Some(Ok(demo)) => Some(demo),
-            _ => None,
-        };
-        if let Some(demo) = demo {
-            self.launch.data_dir = demo.own_data.clone();
-            self.demo = Some(demo);
-        }
-        self.new_settings = Some(started.settings.clone());
-        self.adopt(Started {
-            demo: None,
-            ..started
-        });
+        self.new_settings = Some(start.settings.clone());
+        self.adopt(start);
         Some(failure.unwrap_or(notice))
     }
 
