@@ -4,7 +4,7 @@
 //! This crate decides; it does not talk. It knows which games exist and which
 //! version of each is the right one ([`catalog`]), what the games folder holds
 //! ([`library`], laid out as [`layout`] says), what the files of a game
-//! version are ([`manifest`]), which paths are safe ([`paths`]), what is
+//! version are ([`manifest`], built from disk by [`hashing`]), which paths are safe ([`paths`]), what is
 //! remembered across runs ([`store`]), who may touch a game right now
 //! ([`transfers`]), which peers agree on a version ([`vote`]), which chunk to
 //! fetch from whom and when a peer is stalled ([`download`], one I/O-free
@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod cdc;
 pub mod download;
 pub mod fsops;
+pub mod hashing;
 pub mod launch;
 pub mod layout;
 pub mod library;
