@@ -239,13 +239,14 @@ impl PeerClient {
         let mut recv = self.open_chunk(chunk).await?;
         let len =
             usize::try_from(chunk.len()).map_err(|_| ClientError::Unexpected("a huge chunk"))?;
-        let mut bytes = vec![0u8; len];
-        let mut filled = 0;
-        while filled < len {
-            match recv.read(&mut bytes[filled..]).await {
-                Ok(Some(n)) => {
-                    filled += n;
-                    received.fetch_add(n as u64, Ordering::Relaxed);
+        // Filled from quinn's own buffers as they arrive: one copy, and no
+        // pass zeroing the buffer first.
+        let mut bytes = Vec::with_capacity(len);
+        while bytes.len() < len {
+            match recv.read_chunk(len - bytes.len(), true).await {
+                Ok(Some(part)) => {
+                    bytes.extend_from_slice(&part.bytes);
+                    received.fetch_add(part.bytes.len() as u64, Ordering::Relaxed);
                 }
                 Ok(None) => return Err(ClientError::Frame(FrameError::Truncated)),
                 Err(quinn::ReadError::Reset(code)) => {

@@ -51,6 +51,13 @@ pub(super) struct Fetch<'a> {
     /// The task of each request in flight, to stop it when told.
     handles: HashMap<RequestId, tokio::task::AbortHandle>,
     writes: JoinSet<(usize, std::io::Result<()>)>,
+    /// Blocking threads for hashing pieces (one per core) and for writing
+    /// them (a few). Unbounded, every piece received while the others wait
+    /// took a thread of its own: 30 threads, most blocked in `write`, in a
+    /// 4 GiB download the disk could not keep up with, and the process
+    /// grew with each.
+    verifying: BlockingGate,
+    writing: BlockingGate,
     fetched_chunks: usize,
     fetched_bytes: u64,
 }
@@ -89,6 +96,39 @@ fn verify_piece(plan: &PiecePlan, piece: usize, bytes: &[u8]) -> bool {
         at += chunk.len as usize;
         Blake3Hash::of(part) == chunk.hash
     })
+}
+
+/// Pieces hashed at once: one per core, at most [`MAX_VERIFY_THREADS`].
+fn verify_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(MAX_VERIFY_THREADS)
+}
+
+/// Most pieces hashed at once, whatever the core count.
+const MAX_VERIFY_THREADS: usize = 8;
+/// Pieces written at once (each its own `write` calls; more do not make a
+/// disk faster).
+const MAX_WRITE_THREADS: usize = 4;
+
+/// Blocking work, at most a set number of jobs at once; the rest wait
+/// their turn without a thread.
+#[derive(Clone)]
+struct BlockingGate(Arc<tokio::sync::Semaphore>);
+
+impl BlockingGate {
+    fn new(threads: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(threads)))
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        // The semaphore is never closed, so a permit always comes.
+        let _permit = self.0.clone().acquire_owned().await.ok();
+        tokio::task::spawn_blocking(work).await
+    }
 }
 
 /// Writes a verified piece's chunks into their staging files.
@@ -131,6 +171,8 @@ impl<'a> Fetch<'a> {
             requests: JoinSet::new(),
             handles: HashMap::new(),
             writes: JoinSet::new(),
+            verifying: BlockingGate::new(verify_threads()),
+            writing: BlockingGate::new(MAX_WRITE_THREADS),
             fetched_chunks: 0,
             fetched_bytes: 0,
         }
@@ -217,6 +259,7 @@ impl<'a> Fetch<'a> {
                 let client = self.slots[peer].source.client.clone();
                 let received = self.slots[peer].received.clone();
                 let (game, version) = (self.job.game.clone(), self.version.clone());
+                let verifying = self.verifying.clone();
                 let handle = self.requests.spawn(async move {
                     let ask = ChunkAsk {
                         game: &game,
@@ -227,11 +270,10 @@ impl<'a> Fetch<'a> {
                     let result = match client.chunk(&ask, &received).await {
                         Err(err) => Err(failure(err)),
                         // Hashing a piece is a millisecond of CPU: off the
-                        // async threads.
-                        Ok(bytes) => match tokio::task::spawn_blocking(move || {
-                            (verify_piece(&plan, chunk, &bytes), bytes)
-                        })
-                        .await
+                        // async threads, as many at once as there are cores.
+                        Ok(bytes) => match verifying
+                            .run(move || (verify_piece(&plan, chunk, &bytes), bytes))
+                            .await
                         {
                             Ok((true, bytes)) => Ok(bytes),
                             Ok((false, _)) => Err(Failure::BadHash),
@@ -304,8 +346,16 @@ impl<'a> Fetch<'a> {
             self.fetched_chunks += 1;
             self.fetched_bytes += len;
             let (files, plan) = (self.files.clone(), self.plan.clone());
-            self.writes
-                .spawn_blocking(move || (chunk, write_piece(&files, &plan, chunk, &bytes)));
+            let writing = self.writing.clone();
+            self.writes.spawn(async move {
+                let written = writing
+                    .run(move || write_piece(&files, &plan, chunk, &bytes))
+                    .await;
+                (
+                    chunk,
+                    written.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                )
+            });
         }
     }
 
@@ -495,5 +545,42 @@ impl<'a> Fetch<'a> {
             })
             .chain(not_used.iter().cloned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gate_runs_no_more_jobs_at_once_than_it_has_threads() {
+        let gate = BlockingGate::new(2);
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut jobs = JoinSet::new();
+        for job in 0..12 {
+            let (gate, running, most) = (gate.clone(), running.clone(), most.clone());
+            jobs.spawn(async move {
+                gate.run(move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // A write the disk is slow to take.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    job
+                })
+                .await
+            });
+        }
+        let mut done: Vec<usize> = jobs
+            .join_all()
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        done.sort_unstable();
+        assert_eq!(done, (0..12).collect::<Vec<_>>(), "every job ran");
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two at once, never more");
     }
 }

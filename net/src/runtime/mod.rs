@@ -45,6 +45,12 @@ pub const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
 pub const COMMAND_CAPACITY: usize = 64;
 /// Capacity of the event channel; a slow reader misses old events, never blocks the runtime.
 pub const EVENT_CAPACITY: usize = 1024;
+/// Most blocking threads the peer's runtime keeps (tokio's default is 512).
+/// Blocking work (disk reads for uploads, piece hashing and writes, scans,
+/// operations) never waits for other blocking work, so a cap only queues
+/// it. Without one a download the disk could not keep up with grew to 30
+/// threads, racing spawns past idle ones, and the process with them.
+pub const MAX_BLOCKING_THREADS: usize = 16;
 
 /// The answer to a request, when it comes.
 #[derive(Debug)]
@@ -175,6 +181,7 @@ impl PeerHandle {
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
+                    .max_blocking_threads(MAX_BLOCKING_THREADS)
                     .thread_name("lanspread-io")
                     .enable_all()
                     .build()

@@ -9,7 +9,9 @@
 //!
 //! Environment: `LANSPREAD_BENCH_GIB` (game size, default 2),
 //! `LANSPREAD_BENCH_RUNS` (runs per case, default 3), `LANSPREAD_BIN`
-//! (default: `lanspread` beside this executable);
+//! (default: `lanspread` beside this executable),
+//! `LANSPREAD_BENCH_RSS_GIB` (game sizes whose download's peak memory is
+//! compared, default "1,4");
 //! `LANSPREAD_BENCH_RSS_PARTS=1` also prints what each download's peak
 //! memory is made of (heap, mapped files), `LANSPREAD_BENCH_RSS_TIMELINE=1`
 //! the heap every 20 ms on stderr.
@@ -110,6 +112,89 @@ fn serve(bin: &Path, data: &Path, games: &Path) -> (Served, String) {
         .unwrap();
     let addr = line.trim().trim_start_matches("listening on ").to_owned();
     (Served(child), addr)
+}
+
+/// Starts `count` seeders on `root/{prefix}0` (the game's folder) and hard
+/// links of its files in `root/{prefix}1…`; waits until each offers the
+/// game. Also returns how long the first took from its start (it hashes).
+fn start_seeders(
+    bin: &Path,
+    root: &Path,
+    prefix: &str,
+    count: usize,
+) -> (Vec<(Served, String)>, f64) {
+    let first = root.join(format!("{prefix}0/ut2004"));
+    let mut seeders = Vec::new();
+    let mut first_offered = 0.0;
+    for index in 0..count {
+        let games = root.join(format!("{prefix}{index}"));
+        if index > 0 {
+            std::fs::create_dir_all(games.join("ut2004")).unwrap();
+            for entry in std::fs::read_dir(&first).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap();
+                std::fs::hard_link(&path, games.join("ut2004").join(name)).unwrap();
+            }
+        }
+        let data = root.join(format!("{prefix}{index}-data"));
+        let started = Instant::now();
+        let (served, addr) = serve(bin, &data, &games);
+        wait_announced(bin, &data);
+        if index == 0 {
+            first_offered = started.elapsed().as_secs_f64();
+        }
+        seeders.push((served, addr));
+    }
+    (seeders, first_offered)
+}
+
+/// The downloader's peak memory for games of several sizes
+/// (`LANSPREAD_BENCH_RSS_GIB`, default "1,4") from four seeders: it should
+/// not grow with the game.
+fn memory_by_game_size(bin: &Path, root: &Path, version: &GameVersion, runs: usize) {
+    let sizes: Vec<f64> = std::env::var("LANSPREAD_BENCH_RSS_GIB")
+        .unwrap_or_else(|_| "1,4".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let mut peaks = Vec::new();
+    for gib in sizes {
+        let prefix = format!("rss-{gib}-seed");
+        let game = root.join(format!("{prefix}0/ut2004"));
+        make_game(&game, (gib * (1u64 << 30) as f64) as u64);
+        std::fs::write(game.join("version.ini"), version.to_ini()).unwrap();
+        let (seeders, _) = start_seeders(bin, root, &prefix, 4);
+        let addrs: Vec<String> = seeders.iter().map(|(_, a)| a.clone()).collect();
+        let scratch = root.join("downloader");
+        let mut rss = Vec::new();
+        for _ in 0..runs {
+            rss.push(download(bin, "ut2004", &addrs, &scratch).1);
+        }
+        let peak = median(&mut rss);
+        println!(
+            "memory    4 seeders, a {gib} GiB game: downloader peak RSS {peak:6.1} MiB (runs: {})",
+            rss.iter()
+                .map(|r| format!("{r:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        peaks.push((gib, peak));
+        drop(seeders);
+        for index in 0..4 {
+            let _ = std::fs::remove_dir_all(root.join(format!("{prefix}{index}")));
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    if let (Some(first), Some(last)) = (peaks.first(), peaks.last())
+        && peaks.len() > 1
+    {
+        println!(
+            "memory    peak RSS {} GiB / {} GiB game = {:.2}",
+            last.0,
+            first.0,
+            last.1 / first.1
+        );
+    }
 }
 
 /// Waits until the seeder on `data` announces its game (hashing is done).
@@ -322,33 +407,14 @@ fn main() {
     }
 
     // Four seeders sharing hard links of the same files.
-    let mut seeders = Vec::new();
-    for index in 0..4 {
-        let games = root.path().join(format!("seed{index}"));
-        if index > 0 {
-            std::fs::create_dir_all(games.join("ut2004")).unwrap();
-            for entry in std::fs::read_dir(seed_games.join("ut2004")).unwrap() {
-                let path = entry.unwrap().path();
-                let name = path.file_name().unwrap();
-                std::fs::hard_link(&path, games.join("ut2004").join(name)).unwrap();
-            }
-        }
-        let data = root.path().join(format!("seed{index}-data"));
-        let started = Instant::now();
-        let (served, addr) = serve(&bin, &data, &games);
-        wait_announced(&bin, &data);
-        if index == 0 {
-            // Its first start: every file hashed (the page cache is warm).
-            let offered = started.elapsed().as_secs_f64();
-            match b3sum_all_threads {
-                Some(b3sum) => println!(
-                    "start     serve until the {gib} GiB game is offered: {offered:.2} s; b3sum (all threads) on its files: {b3sum:.2} s (b3sum / lanspread = {:.2})",
-                    b3sum / offered
-                ),
-                None => println!("start     serve until offered: {offered:.2} s"),
-            }
-        }
-        seeders.push((served, addr));
+    let (seeders, offered) = start_seeders(&bin, root.path(), "seed", 4);
+    // The first seeder's start: every file hashed (the page cache is warm).
+    match b3sum_all_threads {
+        Some(b3sum) => println!(
+            "start     serve until the {gib} GiB game is offered: {offered:.2} s; b3sum (all threads) on its files: {b3sum:.2} s (b3sum / lanspread = {:.2})",
+            b3sum / offered
+        ),
+        None => println!("start     serve until offered: {offered:.2} s"),
     }
     let addrs: Vec<String> = seeders.iter().map(|(_, a)| a.clone()).collect();
     let scratch = root.path().join("downloader");
@@ -377,6 +443,8 @@ fn main() {
         "download  4 seeders / 1 seeder = {:.2}",
         results[1] / results[0]
     );
+    drop(seeders);
+    memory_by_game_size(&bin, root.path(), &version, runs);
     let small_data = root.path().join("small-data");
     let started = Instant::now();
     let (_small_seeder, small_addr) = serve(&bin, &small_data, &small_games);
