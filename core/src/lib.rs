@@ -4,13 +4,14 @@
 //! This crate decides; it does not talk. It knows which games exist and which
 //! version of each is the right one ([`catalog`]), what the games folder holds
 //! ([`library`], laid out as [`layout`] says), what the files of a game
-//! version are ([`manifest`], built from disk by [`hashing`]), which paths are safe ([`paths`]), what is
-//! remembered across runs ([`store`]), who may touch a game right now
-//! ([`transfers`]), which peers agree on a version ([`vote`]), which chunk to
-//! fetch from whom and when a peer is stalled ([`download`], one I/O-free
-//! state machine), and how installs, removals and updates
-//! change the disk safely ([`ops`], [`archive`]). The network (`lanspread-net`) and the window
-//! (`lanspread`) act on these decisions.
+//! version are ([`manifest`], built from disk by [`hashing`]), which paths
+//! are safe ([`paths`]), what is remembered across runs ([`store`]), who
+//! may touch a game right now ([`transfers`]), which peers agree on a
+//! version ([`vote`]), which chunk to fetch from whom and when a peer is
+//! stalled ([`download`], one I/O-free state machine), and how installs,
+//! removals and updates change the disk safely ([`ops`], [`archive`]). The
+//! network (`lanspread-net`) and the window (`lanspread`) act on these
+//! decisions.
 //!
 //! Never add a dependency on a socket, an async network stack or a GUI here.
 //! tokio is used only for its synchronisation primitives.
