@@ -80,10 +80,7 @@ pub fn build_manifest_reporting(
     let mut slots: Vec<Option<CachedFileHashes>> = Vec::with_capacity(found.len());
     let mut misses: Vec<(usize, String, u128, u64)> = Vec::new();
     for (index, (rel, disk_path)) in found.iter().enumerate() {
-        let meta = std::fs::metadata(disk_path).map_err(|source| ManifestError::Io {
-            path: disk_path.display().to_string(),
-            source,
-        })?;
+        let meta = std::fs::metadata(disk_path).map_err(io_error(disk_path))?;
         let mtime_ns = mtime_ns(&meta);
         let key = cache_key(game, rel);
         let hit = store.cached_file_hashes(&key)?.filter(|cached| {
@@ -198,16 +195,21 @@ pub const MAX_HASH_THREADS: usize = 8;
 /// Bytes read from a file per step of hashing it.
 pub const HASH_WINDOW_BYTES: usize = 8 << 20;
 
-/// Runs `work` on the hashing threads (a pool of at most
-/// [`MAX_HASH_THREADS`], made once).
+/// How many threads hash at once: one per core, at most
+/// [`MAX_HASH_THREADS`]. A download's piece checks use the same count.
+pub fn hash_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(MAX_HASH_THREADS)
+}
+
+/// Runs `work` on the hashing threads (a pool of [`hash_threads`], made
+/// once).
 fn in_hash_pool<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     let pool = POOL.get_or_init(|| {
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(MAX_HASH_THREADS);
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
+            .num_threads(hash_threads())
             .thread_name(|i| format!("lanspread-hash-{i}"))
             .build()
             .ok()
@@ -316,9 +318,8 @@ fn hash_file_counting(
     }
     let full = HASH_WINDOW_BYTES + CDC_MAX_BYTES as usize;
     // A small file gets a buffer of its size (plus one byte to see the end).
-    let hint = file.metadata().map_or(full as u64, |m| m.len());
     let mut buffer =
-        vec![0u8; usize::try_from(hint).map_or(full, |h| h.saturating_add(1).min(full))];
+        vec![0u8; usize::try_from(meta.len()).map_or(full, |h| h.saturating_add(1).min(full))];
     let mut filled = 0;
     let mut at_end = false;
     let mut chunks = Vec::new();
@@ -411,13 +412,9 @@ fn collect_payload_files(
     top_level: bool,
     out: &mut Vec<(RelPath, PathBuf)>,
 ) -> Result<(), ManifestError> {
-    let io_err = |path: &Path, source| ManifestError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let entries = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(io_error(dir))?;
     for entry in entries {
-        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let entry = entry.map_err(io_error(dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if top_level && !is_payload_entry(&name) {
@@ -427,7 +424,7 @@ fn collect_payload_files(
             continue;
         }
         let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| io_err(&path, e))?;
+        let file_type = entry.file_type().map_err(io_error(&path))?;
         if file_type.is_symlink() {
             let rel = paths::rel_path_from_disk(root, &path)?;
             let resolved = paths::resolve_within(root, &rel)?;

@@ -226,17 +226,17 @@ impl Backend {
     }
 
     /// Takes what a start handed back.
-    fn adopt(&mut self, started: PeerStart) {
-        self.catalog_file = started
+    fn adopt(&mut self, start: PeerStart) {
+        self.catalog_file = start
             .catalog_file
-            .filter(|_| started.catalog.warning.is_none());
-        self.catalog_warning = started.catalog.warning;
-        self.catalog = Arc::new(started.catalog.catalog);
-        self.started_with = started.settings;
-        if let Ok(peer) = &started.peer {
+            .filter(|_| start.catalog.warning.is_none());
+        self.catalog_warning = start.catalog.warning;
+        self.catalog = Arc::new(start.catalog.catalog);
+        self.started_with = start.settings;
+        if let Ok(peer) = &start.peer {
             tracing::info!(addr = %peer.listen_addr(), "peer started");
         }
-        self.peer = started.peer.ok();
+        self.peer = start.peer.ok();
     }
 
     /// Restarts the peer with `settings` on a worker thread: the old peer

@@ -98,15 +98,6 @@ fn verify_piece(plan: &PiecePlan, piece: usize, bytes: &[u8]) -> bool {
     })
 }
 
-/// Pieces hashed at once: one per core, at most [`MAX_VERIFY_THREADS`].
-fn verify_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(MAX_VERIFY_THREADS)
-}
-
-/// Most pieces hashed at once, whatever the core count.
-const MAX_VERIFY_THREADS: usize = 8;
 /// Pieces written at once (each its own `write` calls; more do not make a
 /// disk faster).
 const MAX_WRITE_THREADS: usize = 4;
@@ -171,7 +162,7 @@ impl<'a> Fetch<'a> {
             requests: JoinSet::new(),
             handles: HashMap::new(),
             writes: JoinSet::new(),
-            verifying: BlockingGate::new(verify_threads()),
+            verifying: BlockingGate::new(lanspread_core::hashing::hash_threads()),
             writing: BlockingGate::new(MAX_WRITE_THREADS),
             fetched_chunks: 0,
             fetched_bytes: 0,
