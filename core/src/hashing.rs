@@ -95,17 +95,15 @@ pub fn build_manifest_reporting(
     }
     let cached_files = found.len() - misses.len();
     // Then every file not in the cache, on all cores.
-    let progress = ProgressCounter {
-        total: HashProgress {
+    let progress = ProgressCounter::new(
+        HashProgress {
             files_total: misses.len(),
             bytes_total: misses.iter().map(|m| m.3).sum(),
             ..HashProgress::default()
         },
-        files: std::sync::atomic::AtomicUsize::new(0),
-        bytes: std::sync::atomic::AtomicU64::new(0),
-        report: on_progress,
+        on_progress,
         cancelled,
-    };
+    );
     let hashed: Vec<Result<(usize, String, CachedFileHashes), ManifestError>> =
         in_hash_pool(|| {
             misses
@@ -165,7 +163,22 @@ struct ProgressCounter<'a> {
     cancelled: &'a (dyn Fn() -> bool + Sync),
 }
 
-impl ProgressCounter<'_> {
+impl<'a> ProgressCounter<'a> {
+    /// Nothing done yet of `total`.
+    fn new(
+        total: HashProgress,
+        report: &'a (dyn Fn(HashProgress) + Sync),
+        cancelled: &'a (dyn Fn() -> bool + Sync),
+    ) -> Self {
+        Self {
+            total,
+            files: std::sync::atomic::AtomicUsize::new(0),
+            bytes: std::sync::atomic::AtomicU64::new(0),
+            report,
+            cancelled,
+        }
+    }
+
     fn add_bytes(&self, bytes: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         self.bytes.fetch_add(bytes, Relaxed);
@@ -270,13 +283,7 @@ fn cache_key(game: &GameId, rel: &RelPath) -> String {
 /// each (several chunks at once, on the hashing threads); returns its
 /// length and chunks.
 pub fn hash_file(path: &Path) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
-    let progress = ProgressCounter {
-        total: HashProgress::default(),
-        files: std::sync::atomic::AtomicUsize::new(0),
-        bytes: std::sync::atomic::AtomicU64::new(0),
-        report: &|_| {},
-        cancelled: &|| false,
-    };
+    let progress = ProgressCounter::new(HashProgress::default(), &|_| {}, &|| false);
     in_hash_pool(|| hash_file_counting(path, &progress))
 }
 
