@@ -7,6 +7,7 @@ use lanspread_core::manifest::{Manifest, ManifestError};
 use lanspread_core::{GameId, GameVersion};
 use quinn::VarInt;
 
+use crate::buffers::{Piece, chunk_buffers};
 use crate::endpoint::{SERVER_NAME, remote_peer_id};
 use crate::proto::{
     self, AnnouncedGame, ByteRange, FrameError, MAX_MANIFEST_FRAME_BYTES, MAX_RESPONSE_FRAME_BYTES,
@@ -235,27 +236,34 @@ impl PeerClient {
         &self,
         chunk: &ChunkAsk<'_>,
         received: &AtomicU64,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<Piece, ClientError> {
         let mut recv = self.open_chunk(chunk).await?;
         let len =
             usize::try_from(chunk.len()).map_err(|_| ClientError::Unexpected("a huge chunk"))?;
-        // Filled from quinn's own buffers as they arrive: one copy, and no
-        // pass zeroing the buffer first.
-        let mut bytes = Vec::with_capacity(len);
-        while bytes.len() < len {
-            match recv.read_chunk(len - bytes.len(), true).await {
-                Ok(Some(part)) => {
-                    bytes.extend_from_slice(&part.bytes);
-                    received.fetch_add(part.bytes.len() as u64, Ordering::Relaxed);
+        // Filled from quinn's own buffers as they arrive (one copy), into
+        // reused blocks taken one at a time as the bytes come (no page
+        // faults, no pass zeroing them first, no memory held for bytes not
+        // yet here).
+        let mut piece = Piece::new(len);
+        while let Some(block) = piece.next_block(chunk_buffers()) {
+            let mut filled = 0;
+            while filled < block.len() {
+                match recv.read_chunk(block.len() - filled, true).await {
+                    Ok(Some(part)) => {
+                        let end = filled + part.bytes.len();
+                        block[filled..end].copy_from_slice(&part.bytes);
+                        filled = end;
+                        received.fetch_add(part.bytes.len() as u64, Ordering::Relaxed);
+                    }
+                    Ok(None) => return Err(ClientError::Frame(FrameError::Truncated)),
+                    Err(quinn::ReadError::Reset(code)) => {
+                        return Err(ClientError::Reset(code.into_inner()));
+                    }
+                    Err(err) => return Err(ClientError::Stream(err.to_string())),
                 }
-                Ok(None) => return Err(ClientError::Frame(FrameError::Truncated)),
-                Err(quinn::ReadError::Reset(code)) => {
-                    return Err(ClientError::Reset(code.into_inner()));
-                }
-                Err(err) => return Err(ClientError::Stream(err.to_string())),
             }
         }
-        Ok(bytes)
+        Ok(piece)
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`endpoint`]: quinn configuration, the per-install certificate, limits.
 //! - [`proto`]: messages, framing, size limits, error codes.
 //! - [`serve`]: answering requests; chunks stream under a transfer guard.
+//! - [`buffers`]: reused chunk buffers (bounded), for both sides of a
+//!   transfer.
 //! - [`client`]: asking a peer for hello, library, manifest and chunks.
 //! - [`discovery`]: mDNS and manual peers, and the peer table.
 //! - [`download`]: aggregated, verified, resumable downloads, driving the
@@ -23,6 +25,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod buffers;
 pub mod client;
 pub mod control;
 pub mod data_lock;

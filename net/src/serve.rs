@@ -31,7 +31,7 @@ use crate::proto::{
 use crate::swarm::{PartialShares, RecentSends};
 
 /// Bytes read from disk and sent per step of a chunk transfer.
-const SEND_PIECE_BYTES: usize = 256 * 1024;
+const SEND_PIECE_BYTES: usize = crate::buffers::BLOCK_BYTES;
 /// A receiver that takes no bytes for this long loses the transfer.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a sent chunk counts as being sent while its receiver has not
@@ -761,7 +761,8 @@ async fn serve_chunk(
 }
 
 /// Reads `len` bytes at `offset` on a blocking thread, straight into a
-/// buffer that is then handed to quinn without another copy.
+/// reused buffer that is then handed to quinn without another copy (it
+/// returns to the pool once quinn saw it acknowledged).
 async fn read_piece(
     file: &Arc<std::fs::File>,
     offset: u64,
@@ -769,8 +770,8 @@ async fn read_piece(
 ) -> Result<bytes::Bytes, std::io::Error> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
-        let mut piece = vec![0u8; len];
-        crate::platform::read_exact_at(&file, &mut piece, offset).map(|()| piece.into())
+        let mut piece = crate::buffers::chunk_buffers().block(len);
+        crate::platform::read_exact_at(&file, &mut piece, offset).map(|()| piece.into_bytes())
     })
     .await
     .map_err(std::io::Error::other)?

@@ -394,7 +394,8 @@ fn hostile_requests_get_typed_errors_and_the_server_keeps_serving() {
                 &AtomicU64::new(0),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .to_vec();
         assert_eq!(lanspread_core::Blake3Hash::of(&bytes), entry.chunks[0].hash);
         let on_disk = std::fs::read(folder.game_dir("ut2004").join("small.txt")).unwrap();
         assert_eq!(bytes, on_disk);

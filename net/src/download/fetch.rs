@@ -16,6 +16,7 @@ use super::progress::SpeedMeter;
 use super::{
     DownloadError, DownloadJob, DownloadProgress, Journal, PeerShare, Source, TICK, share, sources,
 };
+use crate::buffers::Piece;
 use crate::client::{ChunkAsk, ClientError};
 use crate::open_files::OpenFiles;
 use crate::proto::{ByteRange, ErrorCode};
@@ -33,7 +34,7 @@ struct Slot {
     stopped: Option<String>,
 }
 
-type Fetched = (RequestId, Result<Vec<u8>, Failure>);
+type Fetched = (RequestId, Result<Piece, Failure>);
 
 pub(super) struct Fetch<'a> {
     job: &'a DownloadJob,
@@ -86,15 +87,15 @@ fn failure(err: ClientError) -> Failure {
 }
 
 /// Whether `bytes` are piece `piece`: every chunk's hash matches.
-fn verify_piece(plan: &PiecePlan, piece: usize, bytes: &[u8]) -> bool {
+fn verify_piece(plan: &PiecePlan, piece: usize, bytes: &Piece) -> bool {
     if plan.pieces[piece].len != bytes.len() as u64 {
         return false;
     }
     let mut at = 0;
     plan.piece_chunks(piece).iter().all(|chunk| {
-        let part = &bytes[at..at + chunk.len as usize];
+        let parts = bytes.slices(at, chunk.len as usize);
         at += chunk.len as usize;
-        Blake3Hash::of(part) == chunk.hash
+        Blake3Hash::of_parts(parts) == chunk.hash
     })
 }
 
@@ -127,15 +128,15 @@ fn write_piece(
     files: &OpenFiles,
     plan: &PiecePlan,
     piece: usize,
-    bytes: &[u8],
+    bytes: &Piece,
 ) -> std::io::Result<()> {
     let mut at = 0;
     for range in plan.ranges(piece) {
-        files.write_at(
-            range.file,
-            &bytes[at..at + range.len as usize],
-            range.offset,
-        )?;
+        let mut offset = range.offset;
+        for part in bytes.slices(at, range.len as usize) {
+            files.write_at(range.file, part, offset)?;
+            offset += part.len() as u64;
+        }
         at += range.len as usize;
     }
     Ok(())
@@ -313,7 +314,7 @@ impl<'a> Fetch<'a> {
         None
     }
 
-    fn on_fetched(&mut self, id: RequestId, result: Result<Vec<u8>, Failure>) {
+    fn on_fetched(&mut self, id: RequestId, result: Result<Piece, Failure>) {
         self.handles.remove(&id);
         let Some((peer, chunk)) = self.machine.request(id) else {
             return; // written off already (a duplicate, or its peer dropped)
