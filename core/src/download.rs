@@ -65,8 +65,10 @@ pub const STALL_AFTER: Duration = Duration::from_secs(10);
 /// made: a disk slower than the network holds the download back instead of
 /// filling memory.
 pub const MAX_QUEUED_WRITES: usize = 8;
-/// Bytes asked for and not yet arrived, at most, over all peers: what a
-/// download holds in memory does not grow with its number of sources.
+/// Bytes asked for and not yet written, at most, over all peers (in
+/// flight, arrived and being checked, or waiting for the disk): what a
+/// download holds in memory grows neither with its number of sources nor
+/// with a disk slower than the network.
 pub const MAX_IN_FLIGHT_BYTES: u64 = 24 << 20;
 /// How often the journal is flushed while chunks are being written.
 pub const JOURNAL_EVERY: Duration = Duration::from_secs(1);
@@ -960,13 +962,18 @@ impl DownloadMachine {
             .iter()
             .filter(|p| p.status == PeerStatus::Active)
             .collect();
-        let by_bytes = (MAX_IN_FLIGHT_BYTES / self.mean_chunk_len) as usize;
-        let per_peer_max = (active.len() * MAX_WINDOW).min(by_bytes.max(MIN_WINDOW));
+        let per_peer_max = (active.len() * MAX_WINDOW).min(self.held_budget());
         if active.iter().any(|p| p.rate.bytes_per_sec().is_none()) {
             return per_peer_max;
         }
         let rate: f64 = active.iter().filter_map(|p| p.rate.bytes_per_sec()).sum();
         (self.chunks_in_target(rate) + 1).clamp(MIN_WINDOW, per_peer_max.max(MIN_WINDOW))
+    }
+
+    /// Chunks the download may hold at once, asked for or waiting for the
+    /// disk: [`MAX_IN_FLIGHT_BYTES`] of them.
+    fn held_budget(&self) -> usize {
+        ((MAX_IN_FLIGHT_BYTES / self.mean_chunk_len) as usize).max(MIN_WINDOW)
     }
 
     /// Seconds a new request of `len` bytes to `peer` would take, counting
@@ -1114,7 +1121,12 @@ impl DownloadMachine {
         // New requests, unless the disk is behind. Peers take turns at the
         // first free place, so a full download window is shared out.
         if !self.gave_up && self.queued_writes < MAX_QUEUED_WRITES {
-            let total = self.total_window();
+            // Pieces waiting for the disk count against the bytes a
+            // download may hold (the disk behind, the requests in flight
+            // would still arrive on top of them).
+            let total = self
+                .total_window()
+                .min(self.held_budget().saturating_sub(self.queued_writes));
             let count = self.peers.len();
             self.turn = (self.turn + 1) % count.max(1);
             let turn = self.turn;

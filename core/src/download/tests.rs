@@ -242,6 +242,29 @@ fn the_disk_paces_requests_and_the_journal_is_flushed_once_a_second() {
     );
 }
 
+#[test]
+fn pieces_waiting_for_the_disk_count_against_the_bytes_held() {
+    let t0 = Instant::now();
+    let mut m = machine(100, t0);
+    for _ in 0..4 {
+        m.add_peer(None, t0);
+    }
+    let budget = (MAX_IN_FLIGHT_BYTES / MIB) as usize;
+    let (mut in_flight, mut waiting, mut most_held) = (Vec::new(), 0, 0);
+    let mut now = t0;
+    // Each step one piece arrives and none is written (a disk far behind).
+    for _ in 0..60 {
+        now += ms(1);
+        in_flight.extend(requests(&m.poll(now)).into_iter().map(|(id, _, _)| id));
+        most_held = most_held.max(in_flight.len() + waiting);
+        if !in_flight.is_empty() && m.delivered(in_flight.remove(0), now) == Delivery::First {
+            waiting += 1;
+        }
+    }
+    assert!(waiting >= MAX_QUEUED_WRITES, "{waiting}");
+    assert_eq!(most_held, budget, "asked for or waiting for the disk");
+}
+
 // ---------------------------------------------------------------------------
 // A simulated party: fluid links, each request gets an equal share of its
 // uploader's uplink and its downloader's downlink.
