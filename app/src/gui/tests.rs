@@ -931,6 +931,62 @@ fn saving_settings_and_starting_the_demo_never_freeze_the_window() {
     );
 }
 
+/// A games folder holding a game of 50,000 files, over a real backend: the
+/// window keeps drawing while the first scan hashes it, says how far the
+/// scan is, and the card says "shared" once the game is offered.
+#[test]
+fn a_first_scan_of_50000_files_keeps_the_window_drawing() {
+    const FILES: usize = 50_000;
+    let catalog = GameCatalog::embedded().unwrap();
+    let games = GamesFolder::new();
+    let names: Vec<(String, usize)> = (0..FILES)
+        .map(|i| (format!("Data/{:03}/file-{i:05}.dat", i % 250), 4096))
+        .collect();
+    let files: Vec<(&str, usize)> = names.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+    games
+        .add_payload("ut2004", &files, 5)
+        .write_catalog_version("ut2004", &catalog);
+    let data = tempfile::tempdir().unwrap();
+    Store::open(data.path())
+        .unwrap()
+        .save_settings(&Settings {
+            games_dir: Some(games.path().to_path_buf()),
+            discovery_enabled: false,
+            ..Settings::default()
+        })
+        .unwrap();
+    let launch = super::backend::Launch {
+        data_dir: data.path().to_path_buf(),
+        catalog_override: None,
+        discovery_off: true,
+    };
+    let started = Instant::now();
+    let (backend, settings) = super::backend::Backend::start(launch, None).unwrap();
+    let mut harness = app_window(backend, settings);
+    harness.state_mut().screen.search = "unreal tournament 2004".into();
+    let mut progress_seen = false;
+    let (frames, longest) = frames_until(
+        &mut harness,
+        Duration::from_secs(120),
+        |h| {
+            progress_seen |= h
+                .query_by_label_contains("checking Unreal Tournament 2004 before sharing it")
+                .is_some();
+        },
+        |h| h.query_by_label("shared").is_some(),
+    );
+    let took = started.elapsed();
+    eprintln!(
+        "{FILES} files: shared {took:?} after the start, {frames} frames, the longest {longest:?}"
+    );
+    assert!(progress_seen, "the window never said how far the scan was");
+    assert!(frames >= 10, "only {frames} frames in {took:?}");
+    assert!(
+        longest < Duration::from_millis(500),
+        "a frame took {longest:?}"
+    );
+}
+
 /// Play for real: a catalog whose ut2004 starts a small script from
 /// `local/`; the card says "running" while the script lives, then offers
 /// Play again.
