@@ -803,6 +803,28 @@ impl super::backend::Starter for SlowStarter {
     }
 }
 
+/// A data folder whose saved settings point at `games` with discovery
+/// off, and the launch of the window on it.
+fn launch_on(
+    data: &std::path::Path,
+    games: &std::path::Path,
+    catalog_override: Option<std::path::PathBuf>,
+) -> super::backend::Launch {
+    Store::open(data)
+        .unwrap()
+        .save_settings(&Settings {
+            games_dir: Some(games.to_path_buf()),
+            discovery_enabled: false,
+            ..Settings::default()
+        })
+        .unwrap();
+    super::backend::Launch {
+        data_dir: data.to_path_buf(),
+        catalog_override,
+        discovery_off: true,
+    }
+}
+
 /// Frames until `done`, or a panic after `within`: how many were drawn
 /// and the longest one.
 fn frames_until(
@@ -834,19 +856,7 @@ fn saving_settings_and_starting_the_demo_never_freeze_the_window() {
     const SLOW: Duration = Duration::from_millis(1500);
     let data = tempfile::tempdir().unwrap();
     let games = tempfile::tempdir().unwrap();
-    Store::open(data.path())
-        .unwrap()
-        .save_settings(&Settings {
-            games_dir: Some(games.path().to_path_buf()),
-            discovery_enabled: false,
-            ..Settings::default()
-        })
-        .unwrap();
-    let launch = super::backend::Launch {
-        data_dir: data.path().to_path_buf(),
-        catalog_override: None,
-        discovery_off: true,
-    };
+    let launch = launch_on(data.path(), games.path(), None);
     let (backend, settings) =
         super::backend::Backend::start_with(launch, None, Arc::new(SlowStarter(SLOW))).unwrap();
     let mut harness = app_window(backend, settings);
@@ -947,19 +957,7 @@ fn a_first_scan_of_50000_files_keeps_the_window_drawing() {
         .add_payload("ut2004", &files, 5)
         .write_catalog_version("ut2004", &catalog);
     let data = tempfile::tempdir().unwrap();
-    Store::open(data.path())
-        .unwrap()
-        .save_settings(&Settings {
-            games_dir: Some(games.path().to_path_buf()),
-            discovery_enabled: false,
-            ..Settings::default()
-        })
-        .unwrap();
-    let launch = super::backend::Launch {
-        data_dir: data.path().to_path_buf(),
-        catalog_override: None,
-        discovery_off: true,
-    };
+    let launch = launch_on(data.path(), games.path(), None);
     let started = Instant::now();
     let (backend, settings) = super::backend::Backend::start(launch, None).unwrap();
     let mut harness = app_window(backend, settings);
@@ -1011,19 +1009,7 @@ fn play_starts_the_game_and_the_card_says_running_until_it_ends() {
             "game.sh",
             "touch started\nwhile [ ! -e quit ]; do sleep 0.05; done",
         );
-    Store::open(data.path())
-        .unwrap()
-        .save_settings(&Settings {
-            games_dir: Some(folder.path().to_path_buf()),
-            discovery_enabled: false,
-            ..Settings::default()
-        })
-        .unwrap();
-    let launch = super::backend::Launch {
-        data_dir: data.path().to_path_buf(),
-        catalog_override: Some(catalog_file),
-        discovery_off: true,
-    };
+    let launch = launch_on(data.path(), folder.path(), Some(catalog_file));
     let (backend, settings) = super::backend::Backend::start(launch, None).unwrap();
     let mut harness = app_window(backend, settings);
     harness.state_mut().screen.search = "ut2004".into();
