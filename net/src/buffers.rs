@@ -21,8 +21,8 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 /// The size of every pooled block (and of a seeder's reads).
 pub const BLOCK_BYTES: usize = 256 << 10;
 
-/// Free blocks kept at most (32 MiB: a download's pieces in flight and
-/// queued for the disk).
+/// Free blocks kept at most (32 MiB: more than the 24 MiB of pieces a
+/// download holds, with room for a seeder's reads).
 pub const MAX_POOLED_BLOCKS: usize = 128;
 
 /// The process's pool, shared by its downloads and its serving.

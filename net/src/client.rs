@@ -251,7 +251,11 @@ impl PeerClient {
                 match recv.read_chunk(block.len() - filled, true).await {
                     Ok(Some(part)) => {
                         let end = filled + part.bytes.len();
-                        block[filled..end].copy_from_slice(&part.bytes);
+                        // quinn hands out at most what was asked for.
+                        let Some(into) = block.get_mut(filled..end) else {
+                            return Err(ClientError::Unexpected("more bytes than asked for"));
+                        };
+                        into.copy_from_slice(&part.bytes);
                         filled = end;
                         received.fetch_add(part.bytes.len() as u64, Ordering::Relaxed);
                     }

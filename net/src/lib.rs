@@ -9,8 +9,8 @@
 //! - [`endpoint`]: quinn configuration, the per-install certificate, limits.
 //! - [`proto`]: messages, framing, size limits, error codes.
 //! - [`serve`]: answering requests; chunks stream under a transfer guard.
-//! - [`buffers`]: reused chunk buffers (bounded), for both sides of a
-//!   transfer.
+//! - [`buffers`]: chunk bytes in 256 KiB blocks from a bounded pool, on
+//!   both sides of a transfer.
 //! - [`client`]: asking a peer for hello, library, manifest and chunks.
 //! - [`discovery`]: mDNS and manual peers, and the peer table.
 //! - [`download`]: aggregated, verified, resumable downloads, driving the

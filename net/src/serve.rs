@@ -761,7 +761,7 @@ async fn serve_chunk(
 }
 
 /// Reads `len` bytes at `offset` on a blocking thread, straight into a
-/// reused buffer that is then handed to quinn without another copy (it
+/// reused block that is then handed to quinn without another copy (it
 /// returns to the pool once quinn saw it acknowledged).
 async fn read_piece(
     file: &Arc<std::fs::File>,
