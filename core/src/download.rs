@@ -519,6 +519,9 @@ pub struct DownloadMachine {
     requests: BTreeMap<RequestId, InFlight>,
     next_id: u64,
     queued_writes: usize,
+    /// Bytes of the requests in flight (every copy) and of the verified
+    /// chunks waiting for the disk: at most [`MAX_IN_FLIGHT_BYTES`].
+    held_bytes: u64,
     journal_dirty: bool,
     flushing: bool,
     last_flush: Instant,
@@ -569,6 +572,7 @@ impl DownloadMachine {
             requests: BTreeMap::new(),
             next_id: 0,
             queued_writes: 0,
+            held_bytes: 0,
             journal_dirty: false,
             flushing: false,
             last_flush: now,
@@ -764,6 +768,7 @@ impl DownloadMachine {
             self.pending.remove(&self.rank[chunk]);
         }
         self.copies[chunk] += 1;
+        self.held_bytes += self.lens[chunk];
         let p = &mut self.peers[peer];
         if p.in_flight == 0 {
             // The stall clock starts when there is something to deliver.
@@ -797,6 +802,7 @@ impl DownloadMachine {
     /// no other copy is in flight and it is not verified.
     fn close_request(&mut self, id: RequestId) -> Option<InFlight> {
         let request = self.requests.remove(&id)?;
+        self.held_bytes = self.held_bytes.saturating_sub(self.lens[request.chunk]);
         let p = &mut self.peers[request.peer];
         p.in_flight = p.in_flight.saturating_sub(1);
         let chunk = request.chunk;
@@ -830,6 +836,7 @@ impl DownloadMachine {
         }
         p.delivered_bytes += len;
         self.queued_writes += 1;
+        self.held_bytes += len;
         // Other copies are cancelled; a holder that had gone quiet is noted.
         let holders: Vec<PeerIndex> = self
             .requests
@@ -890,6 +897,9 @@ impl DownloadMachine {
     /// A verified chunk is on disk.
     pub fn chunk_written(&mut self, chunk: usize) {
         self.queued_writes = self.queued_writes.saturating_sub(1);
+        if let Some(len) = self.lens.get(chunk) {
+            self.held_bytes = self.held_bytes.saturating_sub(*len);
+        }
         self.written.set(chunk);
         self.journal_dirty = true;
     }
@@ -970,10 +980,20 @@ impl DownloadMachine {
         (self.chunks_in_target(rate) + 1).clamp(MIN_WINDOW, per_peer_max.max(MIN_WINDOW))
     }
 
-    /// Chunks the download may hold at once, asked for or waiting for the
-    /// disk: [`MAX_IN_FLIGHT_BYTES`] of them.
+    /// Chunks of the mean length in [`MAX_IN_FLIGHT_BYTES`]: how many the
+    /// download may hold at once, asked for or waiting for the disk (the
+    /// bytes themselves are checked per request: [`Self::fits_held_bytes`]).
     fn held_budget(&self) -> usize {
         ((MAX_IN_FLIGHT_BYTES / self.mean_chunk_len) as usize).max(MIN_WINDOW)
+    }
+
+    /// Whether asking for `chunk` keeps the bytes held within
+    /// [`MAX_IN_FLIGHT_BYTES`]: the count of chunks above assumes chunks of
+    /// the mean length, but the pieces asked for at once may be the
+    /// longest (up to 4 MiB where the mean is 1). With nothing held, any
+    /// chunk fits.
+    fn fits_held_bytes(&self, chunk: usize) -> bool {
+        self.held_bytes == 0 || self.held_bytes + self.lens[chunk] <= MAX_IN_FLIGHT_BYTES
     }
 
     /// Seconds a new request of `len` bytes to `peer` would take, counting
@@ -1139,10 +1159,10 @@ impl DownloadMachine {
                         .pick_pending(peer, now)
                         .or_else(|| self.pick_steal(peer, now));
                     match next {
-                        Some(chunk) => {
+                        Some(chunk) if self.fits_held_bytes(chunk) => {
                             self.open_request(peer, chunk, now);
                         }
-                        None => break,
+                        _ => break,
                     }
                 }
             }

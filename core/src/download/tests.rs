@@ -265,6 +265,48 @@ fn pieces_waiting_for_the_disk_count_against_the_bytes_held() {
     assert_eq!(most_held, budget, "asked for or waiting for the disk");
 }
 
+#[test]
+fn the_bytes_held_stay_bounded_when_the_longest_pieces_come_together() {
+    // Many small pieces (the tails of small files) make the mean short;
+    // the pieces asked for at once may still be the 4 MiB ones.
+    let mut lens = vec![4 * MIB; 60];
+    lens.extend(std::iter::repeat_n(4 << 10, 300));
+    let n = lens.len();
+    let t0 = Instant::now();
+    let mut m = DownloadMachine::new(lens.clone(), &HaveMap::empty(n), 7, t0);
+    for _ in 0..4 {
+        m.add_peer(None, t0);
+    }
+    let (mut in_flight, mut waiting) = (Vec::new(), Vec::new());
+    let (mut most_held, mut written) = (0u64, 0);
+    let mut now = t0;
+    // One piece arrives per step; the disk writes one every third step.
+    for step in 0..5_000 {
+        now += ms(1);
+        in_flight.extend(requests(&m.poll(now)).into_iter().map(|(id, _, c)| (id, c)));
+        let held: u64 = in_flight
+            .iter()
+            .chain(&waiting)
+            .map(|(_, c)| lens[*c])
+            .sum();
+        most_held = most_held.max(held);
+        if !in_flight.is_empty() {
+            let (id, chunk) = in_flight.remove(0);
+            if m.delivered(id, now) == Delivery::First {
+                waiting.push((id, chunk));
+            }
+        }
+        if step % 3 == 0 && !waiting.is_empty() {
+            let (_, chunk) = waiting.remove(0);
+            m.chunk_written(chunk);
+            written += 1;
+        }
+    }
+    assert_eq!(written, n, "the download finishes");
+    assert!(most_held > MAX_IN_FLIGHT_BYTES / 2, "{most_held}");
+    assert!(most_held <= MAX_IN_FLIGHT_BYTES, "{} MiB", most_held / MIB);
+}
+
 // ---------------------------------------------------------------------------
 // A simulated party: fluid links, each request gets an equal share of its
 // uploader's uplink and its downloader's downlink.
