@@ -267,8 +267,9 @@ fn pieces_waiting_for_the_disk_count_against_the_bytes_held() {
 
 #[test]
 fn the_bytes_held_stay_bounded_when_the_longest_pieces_come_together() {
-    // Many small pieces (the tails of small files) make the mean short;
-    // the pieces asked for at once may still be the 4 MiB ones.
+    // Many small pieces (tiny files: a piece closes at MAX_PIECE_CHUNKS
+    // chunks or MAX_PIECE_PATH_BYTES of paths) make the mean short; the
+    // pieces asked for at once may still be the 4 MiB ones.
     let mut lens = vec![4 * MIB; 60];
     lens.extend(std::iter::repeat_n(4 << 10, 300));
     let n = lens.len();
