@@ -77,7 +77,7 @@ impl BufferPool {
         }
     }
 
-    /// Free blocks held, for tests and the log.
+    /// Free blocks held (tests and `Debug`).
     pub fn pooled_blocks(&self) -> usize {
         self.shared.lock().len()
     }
@@ -220,7 +220,7 @@ impl Piece {
             .filter(|s| !s.is_empty())
     }
 
-    /// All of it in one buffer (tests and small pieces).
+    /// All of it in one buffer (for tests).
     pub fn to_vec(&self) -> Vec<u8> {
         self.slices(0, self.len).flatten().copied().collect()
     }
