@@ -104,6 +104,19 @@ pub struct HashingProgress {
     pub bytes_per_sec: f64,
 }
 
+/// What one scan of the games folder found.
+#[derive(Debug, Default)]
+pub struct BuiltLibrary {
+    /// The folder's games and their states (none when it could not be read).
+    pub scan: Option<LibraryScan>,
+    /// The manifest of every shareable game that was not under an operation.
+    pub manifests: BTreeMap<GameId, Arc<Manifest>>,
+    /// Shareable games left out because an operation ran on them (refused
+    /// at the start, or hashing stopped by it): the scan must run again
+    /// once their operation ends, or they stay unannounced.
+    pub skipped: BTreeSet<GameId>,
+}
+
 /// Scans the games folder and builds (or takes from the cache) the manifest
 /// of every shareable game. Blocking: run it on a blocking thread.
 /// Games whose manifest cannot be built are logged and left out.
@@ -115,21 +128,23 @@ pub fn build_manifests(
     transfers: &lanspread_core::OutboundTransfers,
     previous: &BTreeMap<GameId, Arc<Manifest>>,
     on_progress: &(dyn Fn(HashingProgress) + Sync),
-) -> (Option<LibraryScan>, BTreeMap<GameId, Arc<Manifest>>) {
+) -> BuiltLibrary {
     let scan = match scan_library(games_dir, catalog) {
         Ok(scan) => scan,
         Err(err) => {
             tracing::warn!("{err}");
-            return (None, BTreeMap::new());
+            return BuiltLibrary::default();
         }
     };
     let mut manifests = BTreeMap::new();
+    let mut skipped = BTreeSet::new();
     for shared in scan.shared_games_excluding(&BTreeSet::new()) {
         // The game's scan guard while its files are read: an update or
         // remove that starts stops the hashing and waits for it; a game
-        // under an operation is skipped (the next scan takes it).
+        // under an operation is skipped (scanned again when it ends).
         let Ok(guard) = transfers.register_scan(&shared.id) else {
             tracing::debug!(game = %shared.id, "skipped by the scan: an operation is running");
+            skipped.insert(shared.id);
             continue;
         };
         let dir = lanspread_core::layout::game_dir(games_dir, &shared.id);
@@ -169,11 +184,16 @@ pub fn build_manifests(
             }
             Err(lanspread_core::manifest::ManifestError::Cancelled) => {
                 tracing::info!(game = %shared.id, "hashing stopped: an operation started on it");
+                skipped.insert(shared.id);
             }
             Err(err) => tracing::warn!(game = %shared.id, "not shared: {err}"),
         }
     }
-    (Some(scan), manifests)
+    BuiltLibrary {
+        scan: Some(scan),
+        manifests,
+        skipped,
+    }
 }
 
 #[cfg(test)]

@@ -158,6 +158,37 @@ fn a_game_under_an_operation_disappears_from_peers_and_comes_back() {
     assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(3)));
 }
 
+/// A scan that runs while an operation holds a game leaves the game out
+/// (its files may be half rewritten); when the operation ends, the game is
+/// scanned again and announced at once, not at the next timed rescan (10 s).
+#[test]
+fn a_game_a_scan_skipped_under_an_operation_comes_back_when_it_ends() {
+    let catalog = catalog();
+    let five = GamesFolder::five_states(&catalog);
+    let a = TestPeer::start(Some(five.path()), &catalog, &[]);
+    let b = TestPeer::start(None, &catalog, &[a.addr()]);
+    let a_addr = a.addr();
+    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(10)));
+
+    let rt = runtime();
+    let transfers = a.handle.transfers().clone();
+    let operation = rt
+        .block_on(transfers.begin_operation(&game("ut2004")))
+        .unwrap();
+    assert!(b.waits_to_see(a_addr, &["q3a"], Duration::from_secs(3)));
+    // A rescan while the operation runs skips ut2004. Nothing tells the
+    // outside when it is done; a scan of this folder takes milliseconds.
+    a.handle.send(api::Request::Rescan).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(operation);
+    let ended = Instant::now();
+    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(3)));
+    eprintln!(
+        "announced again {:?} after the operation ended",
+        ended.elapsed()
+    );
+}
+
 #[test]
 fn an_operation_cancels_a_live_transfer_within_a_second_and_waits_for_zero() {
     let catalog = catalog();

@@ -3,7 +3,7 @@
 //! when sharing pauses, when peers or partial downloads move) and publishes
 //! it to the serving side and the state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +32,8 @@ const HASHING_REPORT_EVERY: std::time::Duration = std::time::Duration::from_mill
 const HASHING_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Keeps the announced library current: rescans on request, on a timer, and
-/// re-announces at once when an operation starts or ends on a game.
+/// re-announces at once when an operation starts or ends on a game (scanning
+/// again first when the last scan skipped that game).
 pub(super) async fn keep_library(
     inputs: LibraryInputs,
     library: watch::Sender<LibrarySnapshot>,
@@ -52,6 +53,9 @@ pub(super) async fn keep_library(
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut scan_now = true;
     let digests = ManifestDigests::default();
+    // Games the last scan left out because an operation ran on them: when
+    // that operation ends, the folder is scanned again at once.
+    let mut skipped = BTreeSet::new();
     // Whether the list must be announced again (a state change that moved
     // no peer address needs nothing).
     let mut republish = true;
@@ -108,10 +112,14 @@ pub(super) async fn keep_library(
             };
             state.send_if_modified(|s| s.hashing.take().is_some());
             let Some(scanned) = scanned else { break };
+            // The interval counts from the last scan, whatever asked for it
+            // (its first tick would otherwise scan again at once).
+            timer.reset();
             match scanned {
-                Ok((scan, scanned)) => {
-                    manifests = scanned;
-                    let scan = scan.map(Arc::new);
+                Ok(built) => {
+                    manifests = built.manifests;
+                    skipped = built.skipped;
+                    let scan = built.scan.map(Arc::new);
                     state.send_if_modified(|s| {
                         if s.library.as_deref() == scan.as_deref() {
                             return false;
@@ -151,8 +159,8 @@ pub(super) async fn keep_library(
             _ = timer.tick() => scan_now = true,
             changed = active_updates.changed() => {
                 if changed.is_err() { break; }
-                active_updates.borrow_and_update();
-                scan_now = false;
+                let now = active_updates.borrow_and_update();
+                scan_now = skipped.iter().any(|game| !now.active.contains(game));
             }
             changed = sharing.changed() => {
                 if changed.is_err() { break; }
