@@ -497,8 +497,6 @@ pub enum Delivery {
 pub struct DownloadMachine {
     lens: Vec<u64>,
     max_chunk_len: u64,
-    /// The mean chunk length, for the cap on bytes in flight.
-    mean_chunk_len: u64,
     /// Chunks verified and written (the journal's truth).
     written: HaveMap,
     /// Chunks verified (written or queued for writing).
@@ -558,7 +556,6 @@ impl DownloadMachine {
         }
         Self {
             max_chunk_len: lens.iter().copied().max().unwrap_or(1).max(1),
-            mean_chunk_len: (lens.iter().sum::<u64>() / (n as u64).max(1)).max(1),
             lens,
             verified: written.clone(),
             written,
@@ -972,7 +969,7 @@ impl DownloadMachine {
             .iter()
             .filter(|p| p.status == PeerStatus::Active)
             .collect();
-        let per_peer_max = (active.len() * MAX_WINDOW).min(self.held_budget());
+        let per_peer_max = active.len() * MAX_WINDOW;
         if active.iter().any(|p| p.rate.bytes_per_sec().is_none()) {
             return per_peer_max;
         }
@@ -980,18 +977,11 @@ impl DownloadMachine {
         (self.chunks_in_target(rate) + 1).clamp(MIN_WINDOW, per_peer_max.max(MIN_WINDOW))
     }
 
-    /// Chunks of the mean length in [`MAX_IN_FLIGHT_BYTES`]: how many the
-    /// download may hold at once, asked for or waiting for the disk (the
-    /// bytes themselves are checked per request: [`Self::fits_held_bytes`]).
-    fn held_budget(&self) -> usize {
-        ((MAX_IN_FLIGHT_BYTES / self.mean_chunk_len) as usize).max(MIN_WINDOW)
-    }
-
-    /// Whether asking for `chunk` keeps the bytes held within
-    /// [`MAX_IN_FLIGHT_BYTES`]: the count of chunks above assumes chunks of
-    /// the mean length, but the pieces asked for at once may be the
-    /// longest (up to 4 MiB where the mean is 1). With nothing held, any
-    /// chunk fits.
+    /// Whether asking for `chunk` keeps the bytes the download holds (asked
+    /// for, being checked, waiting for the disk) within
+    /// [`MAX_IN_FLIGHT_BYTES`]: the one bound on its memory, counted in
+    /// bytes because the pieces asked for at once may be the longest (up to
+    /// 4 MiB where the mean is 1). With nothing held, any chunk fits.
     fn fits_held_bytes(&self, chunk: usize) -> bool {
         self.held_bytes == 0 || self.held_bytes + self.lens[chunk] <= MAX_IN_FLIGHT_BYTES
     }
@@ -1143,10 +1133,8 @@ impl DownloadMachine {
         if !self.gave_up && self.queued_writes < MAX_QUEUED_WRITES {
             // Pieces waiting for the disk count against the bytes a
             // download may hold (the disk behind, the requests in flight
-            // would still arrive on top of them).
-            let total = self
-                .total_window()
-                .min(self.held_budget().saturating_sub(self.queued_writes));
+            // would still arrive on top of them): `fits_held_bytes`.
+            let total = self.total_window();
             let count = self.peers.len();
             self.turn = (self.turn + 1) % count.max(1);
             let turn = self.turn;
