@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use lanspread_core::{GameCatalog, GameId, GameVersion};
+use lanspread_core::{GameCatalog, GameId, GameVersion, OperationGuard};
 use lanspread_net::api;
 use lanspread_net::client::{ChunkAsk, ClientError, PeerClient, read_exact};
 use lanspread_net::endpoint::{MAX_REQUESTS_PER_CONNECTION, TlsIdentity, open_endpoint};
@@ -137,25 +137,44 @@ fn two_peers_see_each_others_shareable_games_only() {
     );
 }
 
-#[test]
-fn a_game_under_an_operation_disappears_from_peers_and_comes_back() {
+/// A with the five-states folder, B knowing A's address and seeing its
+/// q3a and ut2004; then an operation on A's ut2004, which B sees hidden.
+struct UnderOperation {
+    a: TestPeer,
+    b: TestPeer,
+    operation: OperationGuard,
+    /// A's games folder, deleted when dropped.
+    _five: GamesFolder,
+}
+
+fn ut2004_under_an_operation() -> UnderOperation {
     let catalog = catalog();
     let five = GamesFolder::five_states(&catalog);
     let a = TestPeer::start(Some(five.path()), &catalog, &[]);
     let b = TestPeer::start(None, &catalog, &[a.addr()]);
-    let a_addr = a.addr();
-    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(10)));
+    assert!(b.waits_to_see(a.addr(), &["q3a", "ut2004"], Duration::from_secs(10)));
 
-    let rt = runtime();
     let transfers = a.handle.transfers().clone();
-    let operation = rt
+    let operation = runtime()
         .block_on(transfers.begin_operation(&game("ut2004")))
         .unwrap();
     let started = Instant::now();
-    assert!(b.waits_to_see(a_addr, &["q3a"], Duration::from_secs(3)));
+    assert!(b.waits_to_see(a.addr(), &["q3a"], Duration::from_secs(3)));
     eprintln!("hidden from the peer after {:?}", started.elapsed());
-    drop(operation);
-    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(3)));
+    UnderOperation {
+        a,
+        b,
+        operation,
+        _five: five,
+    }
+}
+
+#[test]
+fn a_game_under_an_operation_disappears_from_peers_and_comes_back() {
+    let peers = ut2004_under_an_operation();
+    drop(peers.operation);
+    let (a, b) = (&peers.a, &peers.b);
+    assert!(b.waits_to_see(a.addr(), &["q3a", "ut2004"], Duration::from_secs(3)));
 }
 
 /// A scan that runs while an operation holds a game leaves the game out
@@ -163,26 +182,15 @@ fn a_game_under_an_operation_disappears_from_peers_and_comes_back() {
 /// scanned again and announced at once, not at the next timed rescan (10 s).
 #[test]
 fn a_game_a_scan_skipped_under_an_operation_comes_back_when_it_ends() {
-    let catalog = catalog();
-    let five = GamesFolder::five_states(&catalog);
-    let a = TestPeer::start(Some(five.path()), &catalog, &[]);
-    let b = TestPeer::start(None, &catalog, &[a.addr()]);
-    let a_addr = a.addr();
-    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(10)));
-
-    let rt = runtime();
-    let transfers = a.handle.transfers().clone();
-    let operation = rt
-        .block_on(transfers.begin_operation(&game("ut2004")))
-        .unwrap();
-    assert!(b.waits_to_see(a_addr, &["q3a"], Duration::from_secs(3)));
+    let peers = ut2004_under_an_operation();
+    let (a, b) = (&peers.a, &peers.b);
     // A rescan while the operation runs skips ut2004. Nothing tells the
     // outside when it is done; a scan of this folder takes milliseconds.
     a.handle.send(api::Request::Rescan).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    drop(operation);
+    drop(peers.operation);
     let ended = Instant::now();
-    assert!(b.waits_to_see(a_addr, &["q3a", "ut2004"], Duration::from_secs(3)));
+    assert!(b.waits_to_see(a.addr(), &["q3a", "ut2004"], Duration::from_secs(3)));
     eprintln!(
         "announced again {:?} after the operation ended",
         ended.elapsed()
