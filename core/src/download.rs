@@ -1131,9 +1131,6 @@ impl DownloadMachine {
         // New requests, unless the disk is behind. Peers take turns at the
         // first free place, so a full download window is shared out.
         if !self.gave_up && self.queued_writes < MAX_QUEUED_WRITES {
-            // Pieces waiting for the disk count against the bytes a
-            // download may hold (the disk behind, the requests in flight
-            // would still arrive on top of them): `fits_held_bytes`.
             let total = self.total_window();
             let count = self.peers.len();
             self.turn = (self.turn + 1) % count.max(1);
@@ -1146,6 +1143,9 @@ impl DownloadMachine {
                     let next = self
                         .pick_pending(peer, now)
                         .or_else(|| self.pick_steal(peer, now));
+                    // Pieces waiting for the disk count against the bytes
+                    // a download may hold (the disk behind, the requests in
+                    // flight would still arrive on top of them).
                     match next {
                         Some(chunk) if self.fits_held_bytes(chunk) => {
                             self.open_request(peer, chunk, now);

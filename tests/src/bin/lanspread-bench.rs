@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lanspread_core::manifest::build_manifest;
+use lanspread_core::manifest::{build_manifest, payload_files};
 use lanspread_core::{GameCatalog, GameId, GameVersion, Store};
 use rand::{RngCore, SeedableRng};
 
@@ -197,24 +197,6 @@ fn memory_by_game_size(bin: &Path, root: &Path, version: &GameVersion, runs: usi
     }
 }
 
-/// Waits until the seeder on `data` announces its game (hashing is done).
-/// Every file under `dir`, in no particular order.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                folders.push(entry.path());
-            } else {
-                files.push(entry.path());
-            }
-        }
-    }
-    files
-}
-
 /// Empties the page cache (Linux, as root): the next read of a file comes
 /// from the disk, as on a first launch after a reboot. False when it
 /// cannot be done here.
@@ -241,24 +223,7 @@ fn cold_start(bin: &Path, root: &Path, games: &Path, files: &[PathBuf]) {
     wait_announced(bin, &data);
     let ours = started.elapsed().as_secs_f64();
     drop(served);
-    let anchor = drop_page_cache()
-        .then(|| {
-            // In batches, so no command line outgrows the system's limit.
-            let started = Instant::now();
-            for batch in files.chunks(5_000) {
-                let status = Command::new("b3sum")
-                    .args(batch)
-                    .stdout(Stdio::null())
-                    .status()
-                    .ok()?;
-                if !status.success() {
-                    return None;
-                }
-            }
-            Some(started.elapsed().as_secs_f64())
-        })
-        .flatten();
-    match anchor {
+    match drop_page_cache().then(|| b3sum_seconds(files)).flatten() {
         Some(b3sum) => println!(
             "start     from an empty page cache: offered after {ours:.2} s; b3sum on the same files from an empty cache: {b3sum:.2} s (b3sum / lanspread = {:.2})",
             b3sum / ours
@@ -267,6 +232,24 @@ fn cold_start(bin: &Path, root: &Path, games: &Path, files: &[PathBuf]) {
     }
 }
 
+/// How long `b3sum` takes over `files` (in batches, so no command line
+/// outgrows the system's limit); None when it is not installed.
+fn b3sum_seconds(files: &[PathBuf]) -> Option<f64> {
+    let started = Instant::now();
+    for batch in files.chunks(5_000) {
+        let status = Command::new("b3sum")
+            .args(batch)
+            .stdout(Stdio::null())
+            .status()
+            .ok()?;
+        if !status.success() {
+            return None;
+        }
+    }
+    Some(started.elapsed().as_secs_f64())
+}
+
+/// Waits until the seeder on `data` announces its game (hashing is done).
 fn wait_announced(bin: &Path, data: &Path) {
     let started = Instant::now();
     loop {
@@ -516,7 +499,11 @@ fn main() {
     memory_by_game_size(&bin, root.path(), &version, runs);
     // The downloads above may have pushed these files out of the page cache
     // (16 GiB do): read them once, so this start is the warm one.
-    let small_paths = files_under(&small_games.join("q3a"));
+    let small_paths: Vec<PathBuf> = payload_files(&small_games.join("q3a"))
+        .unwrap()
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect();
     for path in &small_paths {
         std::fs::read(path).unwrap();
     }
