@@ -1,62 +1,85 @@
-//! Content-defined chunk cuts: where a file's chunks end.
+//! Content-defined chunk cuts: where a file's chunks end (manifest format 3).
 //!
-//! The cuts are FastCDC 2020's (the `fastcdc` crate, normalisation level 1,
-//! seed 0) with [`CDC_MIN_BYTES`], [`CDC_MASK_BYTES`] and [`CDC_MAX_BYTES`]:
-//! they are part of the manifest format, so every lanspread must find the
-//! same ones. With these sizes the crate's search is simple: after the
-//! minimum, a gear hash `h = (h << 1) + GEAR[byte]` (started at 0 at the
-//! minimum) is rolled byte by byte until `h & mask == 0` (the mask shifted
-//! left by one on even positions, as the crate tests two bytes per step),
-//! or the maximum is reached.
+//! A chunk starts where the previous one ended (or at the file's start) and
+//! ends at the first of these, each looked for from [`CDC_MIN_BYTES`] to
+//! [`CDC_MAX_BYTES`] past its start:
 //!
-//! That search is one long dependency chain, about a cycle and a half per
-//! byte, and it ran on every byte after each chunk's minimum before the
-//! chunk could be hashed: a third of a first scan's CPU time. Here the same
-//! search runs as four independent chains over four neighbouring stretches
-//! at once. A gear hash forgets a byte 64 steps later, so each stretch
-//! starts with the hash of the 64 bytes before it and finds exactly the
-//! crate's values. The test compares the cuts with the crate's on random
-//! and repetitive data.
+//! 1. right after a *marker*: the two bytes [`CUT_MARKER`] whose eight bytes
+//!    before them, read as a little-endian `u64` and multiplied by
+//!    [`CHECK_MULTIPLIER`], have their top [`CHECK_BITS`] bits zero. In
+//!    random bytes (compressed archives, textures, audio: most of a game) a
+//!    marker comes about every [`CUT_SPACING_BYTES`];
+//! 2. where no marker is in that stretch (text, tables of one repeated
+//!    byte): right after the first position whose gear hash of the 64 bytes
+//!    before it has its top [`GEAR_BITS`] bits zero (also about every
+//!    [`CUT_SPACING_BYTES`] in varied bytes);
+//! 3. at [`CDC_MAX_BYTES`], or at the file's end.
+//!
+//! Whether a position is a cut depends on the few bytes before it only, so
+//! bytes inserted into a file change the chunks around the insertion and
+//! the cuts meet the old ones again after it.
+//!
+//! Why a marker: the search for a marker is `memchr`'s substring search
+//! (SIMD, tens of GB/s), where format 2's gear hash over every byte past the
+//! minimum is a chain of dependent steps, about a cycle and a half per
+//! byte. On this project's two-core machine that search took a third of a
+//! first scan's CPU time and held hashing at two thirds of `b3sum`'s
+//! speed; the marker search takes about a twentieth. The gear hash is kept
+//! for the stretches a marker search finds nothing in, where it costs what
+//! it cost before. The rule and its measurements are in
+//! `docs/DECISIONS.md` ("Chunk boundaries").
 
 use std::sync::OnceLock;
+
+use memchr::memmem::Finder;
 
 /// No cut closer than this to the previous one (the last chunk of a file
 /// may be shorter).
 pub const CDC_MIN_BYTES: u32 = 768 << 10;
-/// FastCDC's "average" size, which sets the gear hash's mask: past the
-/// minimum, a cut comes about every 256 KiB.
-pub const CDC_MASK_BYTES: u32 = 512 << 10;
 /// A cut at the latest here.
 pub const CDC_MAX_BYTES: u32 = 4 << 20;
+/// Past the minimum, a cut comes about this often in random bytes: a
+/// marker is 2 bytes (1 in 2^16) and its check passes 1 time in 2^2.
+pub const CUT_SPACING_BYTES: u32 = 1 << (16 + CHECK_BITS);
 
-/// Bytes each of the four chains covers per step of the search.
-const STRETCH: usize = 4096;
+/// The two bytes a cut follows. Neither is ASCII, 0x00, 0xFF or a
+/// test-pattern byte (0x55, 0xAA), so runs of padding do not hold one
+/// marker after another.
+pub const CUT_MARKER: [u8; 2] = [0x8f, 0xe1];
+/// A marker counts when its check (the 8 bytes before it times this) has
+/// the top [`CHECK_BITS`] bits zero: the cut depends on 10 bytes, not 2.
+pub const CHECK_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Bits of the check that must be zero.
+pub const CHECK_BITS: u32 = 2;
+/// Bits of the gear hash that must be zero where no marker is found.
+pub const GEAR_BITS: u32 = 18;
+/// Bytes a marker and its check cover.
+const MARKER_SPAN: usize = 8 + CUT_MARKER.len();
 /// A gear hash depends on this many of the last bytes only.
 const GEAR_MEMORY: usize = 64;
 
-struct Gear {
-    table: Box<[u64; 256]>,
-    /// The mask tested at odd positions.
-    mask: u64,
-    /// At even positions the crate tests `(h << 1) & (mask << 1)`, which
-    /// is `h & mask` without the top bit.
-    mask_even: u64,
+// A search from the minimum reads the bytes before it, inside the chunk.
+const _: () = assert!(MARKER_SPAN <= GEAR_MEMORY && GEAR_MEMORY <= CDC_MIN_BYTES as usize);
+const _: () = assert!(CDC_MAX_BYTES > CDC_MIN_BYTES);
+
+fn marker_finder() -> &'static Finder<'static> {
+    static FINDER: OnceLock<Finder<'static>> = OnceLock::new();
+    FINDER.get_or_init(|| Finder::new(&CUT_MARKER).into_owned())
 }
 
-fn gear() -> &'static Gear {
-    static GEAR: OnceLock<Gear> = OnceLock::new();
-    GEAR.get_or_init(|| {
-        let (table, _) = fastcdc::v2020::get_gear_with_seed(0);
-        // Level 1 normalisation: one bit fewer than the average's after
-        // the average (here the whole search: the average is below the
-        // minimum).
-        let bits = fastcdc::v2020::logarithm2(CDC_MASK_BYTES) - 1;
-        let mask = fastcdc::v2020::MASKS[bits as usize];
-        Gear {
-            table,
-            mask,
-            mask_even: mask & (u64::MAX >> 1),
-        }
+/// The gear table: 256 values of SplitMix64 from seed 0 (part of the
+/// format).
+fn gear_table() -> &'static [u64; 256] {
+    static TABLE: OnceLock<[u64; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut state = 0u64;
+        std::array::from_fn(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
     })
 }
 
@@ -72,134 +95,64 @@ pub fn cut_points(data: &[u8], at_end: bool) -> Vec<(usize, usize)> {
             break;
         }
         let len = cut(&data[start..]);
-        if len == 0 {
-            break;
-        }
         cuts.push((start, len));
         start += len;
     }
     cuts
 }
 
-/// The length of the chunk that starts `source`.
+/// The length of the chunk that starts `source` (not empty).
 fn cut(source: &[u8]) -> usize {
     let min = CDC_MIN_BYTES as usize;
     if source.len() <= min {
         return source.len();
     }
     let limit = source.len().min(CDC_MAX_BYTES as usize);
-    // The crate tests two bytes per step: an odd last byte is not tested.
-    let end = limit & !1;
-    let gear = gear();
-    let mut from = min;
-    while from + 4 * STRETCH <= end {
-        if let Some(at) = search_four(source, min, from, gear) {
-            return at;
-        }
-        from += 4 * STRETCH;
-    }
-    search_one(source, min, from, end, gear).unwrap_or(limit)
+    marker_cut(source, min, limit)
+        .or_else(|| gear_cut(source, min, limit))
+        .unwrap_or(limit)
 }
 
-/// The hash at `at` (before `source[at]` is added), rolled from `min`:
-/// only the last [`GEAR_MEMORY`] bytes count.
-fn warm(source: &[u8], min: usize, at: usize, gear: &Gear) -> u64 {
-    let mut hash = 0u64;
-    for &byte in &source[at.saturating_sub(GEAR_MEMORY).max(min)..at] {
-        hash = (hash << 1).wrapping_add(gear.table[byte as usize]);
-    }
-    hash
+/// Whether a marker ending at `end` passes its check.
+#[inline]
+fn marker_checks(source: &[u8], end: usize) -> bool {
+    let before = end - MARKER_SPAN;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&source[before..before + 8]);
+    u64::from_le_bytes(word).wrapping_mul(CHECK_MULTIPLIER) >> (64 - CHECK_BITS) == 0
 }
 
-/// Whether the hash after adding the byte at `position` marks a cut there.
-#[inline(always)]
-fn is_cut(hash: u64, position: usize, gear: &Gear) -> bool {
-    if position & 1 == 0 {
-        hash & gear.mask_even == 0
-    } else {
-        hash & gear.mask == 0
-    }
+/// The first `end` in `min..=limit` right after a marker that passes.
+fn marker_cut(source: &[u8], min: usize, limit: usize) -> Option<usize> {
+    let from = min - CUT_MARKER.len();
+    marker_finder()
+        .find_iter(&source[from..limit])
+        .map(|at| from + at + CUT_MARKER.len())
+        .find(|&end| marker_checks(source, end))
 }
 
-/// The first cut in `from..from + 4 * STRETCH`, searched as four chains.
-fn search_four(source: &[u8], min: usize, from: usize, gear: &Gear) -> Option<usize> {
-    let block = &source[from..from + 4 * STRETCH];
-    let (a, rest) = block.split_at(STRETCH);
-    let (b, rest) = rest.split_at(STRETCH);
-    let (c, d) = rest.split_at(STRETCH);
-    let mut hashes = [
-        warm(source, min, from, gear),
-        warm(source, min, from + STRETCH, gear),
-        warm(source, min, from + 2 * STRETCH, gear),
-        warm(source, min, from + 3 * STRETCH, gear),
-    ];
-    let table = &gear.table;
-    let (mask, mask_even) = (gear.mask, gear.mask_even);
-    // `from` and STRETCH are even: all four chains share a parity, and
-    // each step adds an even byte, then an odd one.
-    let steps = a
-        .chunks_exact(2)
-        .zip(b.chunks_exact(2))
-        .zip(c.chunks_exact(2).zip(d.chunks_exact(2)));
-    for (step, ((a, b), (c, d))) in steps.enumerate() {
-        let mut even = [0u64; 4];
-        for (lane, pair) in [a, b, c, d].into_iter().enumerate() {
-            let hash = (hashes[lane] << 1).wrapping_add(table[pair[0] as usize]);
-            even[lane] = hash;
-            hashes[lane] = (hash << 1).wrapping_add(table[pair[1] as usize]);
-        }
-        let hit = (even[0] & mask_even == 0)
-            | (even[1] & mask_even == 0)
-            | (even[2] & mask_even == 0)
-            | (even[3] & mask_even == 0)
-            | (hashes[0] & mask == 0)
-            | (hashes[1] & mask == 0)
-            | (hashes[2] & mask == 0)
-            | (hashes[3] & mask == 0);
-        if hit {
-            // The earliest lane with a cut in this step (a lane's earlier
-            // steps had none), then even before odd.
-            for lane in 0..4 {
-                let at = from + lane * STRETCH + 2 * step;
-                if even[lane] & mask_even == 0 {
-                    return first_in_lanes_before(source, min, from, lane, at, gear);
-                }
-                if hashes[lane] & mask == 0 {
-                    return first_in_lanes_before(source, min, from, lane, at + 1, gear);
-                }
-            }
-        }
-    }
-    None
+/// Whether a gear hash marks a cut.
+#[inline]
+fn gear_checks(hash: u64) -> bool {
+    hash >> (64 - GEAR_BITS) == 0
 }
 
-/// A cut was found at `at` in `lane`; the lanes before it may hold an
-/// earlier one further on in their stretch (they were only searched up to
-/// the same step): the first cut of the block.
-fn first_in_lanes_before(
-    source: &[u8],
-    min: usize,
-    from: usize,
-    lane: usize,
-    at: usize,
-    gear: &Gear,
-) -> Option<usize> {
-    for earlier in 0..lane {
-        let begin = from + earlier * STRETCH;
-        if let Some(cut) = search_one(source, min, begin, begin + STRETCH, gear) {
-            return Some(cut);
-        }
+/// The first `end` in `min..=limit` whose gear hash of the
+/// [`GEAR_MEMORY`] bytes before it marks a cut.
+fn gear_cut(source: &[u8], min: usize, limit: usize) -> Option<usize> {
+    let table = gear_table();
+    let roll = |hash: u64, byte: u8| (hash << 1).wrapping_add(table[byte as usize]);
+    // Older bytes are shifted out: the hash at `min` is the last 64 bytes'.
+    let mut hash = source[min - GEAR_MEMORY..min]
+        .iter()
+        .fold(0, |h, &b| roll(h, b));
+    if gear_checks(hash) {
+        return Some(min);
     }
-    Some(at)
-}
-
-/// The first cut in `from..end`, one byte after the other.
-fn search_one(source: &[u8], min: usize, from: usize, end: usize, gear: &Gear) -> Option<usize> {
-    let mut hash = warm(source, min, from, gear);
-    for (position, &byte) in source.iter().enumerate().take(end).skip(from) {
-        hash = (hash << 1).wrapping_add(gear.table[byte as usize]);
-        if is_cut(hash, position, gear) {
-            return Some(position);
+    for (end, &byte) in source[..limit].iter().enumerate().skip(min) {
+        hash = roll(hash, byte);
+        if gear_checks(hash) {
+            return Some(end + 1);
         }
     }
     None
@@ -208,62 +161,158 @@ fn search_one(source: &[u8], min: usize, from: usize, end: usize, gear: &Gear) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{RngCore, SeedableRng};
+    use rand::{Rng, RngCore, SeedableRng};
 
-    /// The `fastcdc` crate's cuts, the definition.
-    fn reference(data: &[u8], at_end: bool) -> Vec<(usize, usize)> {
-        let chunker =
-            fastcdc::v2020::FastCDC::new(data, CDC_MIN_BYTES, CDC_MASK_BYTES, CDC_MAX_BYTES);
+    /// The rule as written in the module's comment, one position at a
+    /// time: the definition the fast search must match.
+    fn reference(data: &[u8]) -> Vec<(usize, usize)> {
+        let (min, max) = (CDC_MIN_BYTES as usize, CDC_MAX_BYTES as usize);
+        let table = gear_table();
+        let gear = |chunk: &[u8], end: usize| {
+            chunk[end - GEAR_MEMORY..end]
+                .iter()
+                .fold(0u64, |h, &b| (h << 1).wrapping_add(table[b as usize]))
+        };
         let mut cuts = Vec::new();
         let mut start = 0;
         while start < data.len() {
-            let remaining = data.len() - start;
-            if remaining < CDC_MAX_BYTES as usize && !at_end {
-                break;
-            }
-            let (_, end) = chunker.cut(start, remaining);
-            if end <= start {
-                break;
-            }
-            cuts.push((start, end - start));
-            start = end;
+            let chunk = &data[start..];
+            let len = if chunk.len() <= min {
+                chunk.len()
+            } else {
+                let limit = chunk.len().min(max);
+                let marker = (min..=limit).find(|&end| {
+                    chunk[end - 2..end] == CUT_MARKER && {
+                        let word = u64::from_le_bytes(chunk[end - 10..end - 2].try_into().unwrap());
+                        word.wrapping_mul(CHECK_MULTIPLIER) >> (64 - CHECK_BITS) == 0
+                    }
+                });
+                marker
+                    .or_else(|| {
+                        (min..=limit).find(|&end| gear(chunk, end) >> (64 - GEAR_BITS) == 0)
+                    })
+                    .unwrap_or(limit)
+            };
+            cuts.push((start, len));
+            start += len;
         }
         cuts
     }
 
+    fn random(seed: u64, len: usize) -> Vec<u8> {
+        let mut data = vec![0u8; len];
+        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+        data
+    }
+
+    /// `len` bytes of words of lowercase letters and spaces (no marker).
+    fn text(seed: u64, len: usize) -> Vec<u8> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..len)
+            .map(|_| match rng.random_range(0..6) {
+                0 => b' ',
+                _ => b'a' + rng.random_range(0..26),
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_cuts_are_the_fastcdc_crates() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let mut random = vec![0u8; 48 << 20];
-        rng.fill_bytes(&mut random);
-        // Random bytes, with odd and even lengths and ends.
+    fn the_cuts_follow_the_written_rule() {
+        let random = random(11, 48 << 20);
+        let (min, max) = (CDC_MIN_BYTES as usize, CDC_MAX_BYTES as usize);
         for len in [
             0,
             1,
-            CDC_MIN_BYTES as usize,
-            CDC_MIN_BYTES as usize + 1,
-            CDC_MAX_BYTES as usize - 1,
-            CDC_MAX_BYTES as usize + 1,
+            min - 1,
+            min,
+            min + 1,
+            max - 1,
+            max,
+            max + 1,
             (7 << 20) + 12345,
-            random.len(),
         ] {
-            for at_end in [true, false] {
-                let data = &random[..len];
-                assert_eq!(cut_points(data, at_end), reference(data, at_end), "{len}");
+            let data = &random[..len];
+            assert_eq!(cut_points(data, true), reference(data), "{len}");
+        }
+        assert_eq!(cut_points(&random, true), reference(&random));
+        // Text has no marker: the gear hash cuts it.
+        let text = text(3, 16 << 20);
+        assert_eq!(cut_points(&text, true), reference(&text));
+        // One repeated byte: no cut but the maximum.
+        let zeros = vec![0u8; 9 << 20];
+        assert_eq!(cut_points(&zeros, true), reference(&zeros));
+        assert!(
+            cut_points(&zeros, true)
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|c| c.1 == max)
+        );
+        // Markers everywhere, most of them failing their check; and
+        // markers planted right at the minimum and the maximum.
+        let mut dense = random[..12 << 20].to_vec();
+        for (index, pair) in dense.chunks_exact_mut(7).enumerate() {
+            if index % 3 != 0 {
+                pair[5..7].copy_from_slice(&CUT_MARKER);
             }
         }
-        // Repetitive data finds no cut (maximum-size chunks), and a short
-        // repeating pattern with cuts at every turn.
-        let zeros = vec![0u8; 9 << 20];
-        assert_eq!(cut_points(&zeros, true), reference(&zeros, true));
-        let pattern: Vec<u8> = (0..(9usize << 20)).map(|i| (i % 251) as u8).collect();
-        assert_eq!(cut_points(&pattern, true), reference(&pattern, true));
-        // Random bytes with zero runs: cuts land near stretch borders too.
-        let mut mixed = random[..24 << 20].to_vec();
-        for run in mixed.chunks_mut(300_001).step_by(2) {
-            let zeros = 5000.min(run.len());
-            run[..zeros].fill(0);
+        assert_eq!(cut_points(&dense, true), reference(&dense));
+        let mut planted = text[..10 << 20].to_vec();
+        for end in [min, min + max, min + 2 * max + 1] {
+            planted[end - 2..end].copy_from_slice(&CUT_MARKER);
+            planted[end - 10..end - 2].fill(0);
         }
-        assert_eq!(cut_points(&mixed, true), reference(&mixed, true));
+        let cuts = cut_points(&planted, true);
+        assert_eq!(cuts, reference(&planted));
+        assert_eq!(cuts[0], (0, min));
+        // In text, 64 bytes whose gear hash cuts, ending right at the
+        // minimum (found by trying random text).
+        let table = gear_table();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let block = loop {
+            let block: Vec<u8> = (0..GEAR_MEMORY)
+                .map(|_| b'a' + rng.random_range(0..26))
+                .collect();
+            let hash = block
+                .iter()
+                .fold(0u64, |h, &b| (h << 1).wrapping_add(table[b as usize]));
+            if gear_checks(hash) {
+                break block;
+            }
+        };
+        let mut planted = text[..3 << 20].to_vec();
+        planted[min - GEAR_MEMORY..min].copy_from_slice(&block);
+        let cuts = cut_points(&planted, true);
+        assert_eq!(cuts, reference(&planted));
+        assert_eq!(cuts[0], (0, min));
+    }
+
+    #[test]
+    fn a_window_that_does_not_reach_the_end_cuts_only_where_the_maximum_is_in_view() {
+        let data = random(5, 20 << 20);
+        let whole = cut_points(&data, true);
+        let partial = cut_points(&data[..9 << 20], false);
+        assert!(!partial.is_empty());
+        assert_eq!(partial[..], whole[..partial.len()]);
+        // The last cut had the maximum in view; the next would not have.
+        let (start, len) = partial[partial.len() - 1];
+        assert!(start + CDC_MAX_BYTES as usize <= 9 << 20);
+        assert!((9 << 20) - (start + len) < CDC_MAX_BYTES as usize);
+    }
+
+    #[test]
+    fn chunks_average_about_a_mebibyte_in_random_bytes_and_in_text() {
+        let expected = f64::from(CDC_MIN_BYTES + CUT_SPACING_BYTES);
+        for (what, data) in [
+            ("random", random(9, 128 << 20)),
+            ("text", text(9, 64 << 20)),
+        ] {
+            let cuts = cut_points(&data, true);
+            let mean = data.len() as f64 / cuts.len() as f64;
+            assert!(
+                (mean / expected - 1.0).abs() < 0.1,
+                "{what}: mean chunk {mean:.0} bytes, expected about {expected}"
+            );
+        }
     }
 }

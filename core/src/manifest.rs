@@ -7,19 +7,22 @@
 //! and its validation (what a peer's manifest must satisfy); building one
 //! from a folder on disk is [`crate::hashing`]'s job (re-exported here).
 //!
-//! ## Format 2: content-defined chunks, chunk hashes only
+//! ## Format 3: content-defined chunks, chunk hashes only
 //!
-//! A file is cut where its content says (FastCDC 2020 with a gear hash):
-//! never before [`CDC_MIN_BYTES`] (768 KiB) from the previous cut, at the
-//! first position after that where the rolling hash matches the mask of
-//! [`CDC_MASK_BYTES`], and at [`CDC_MAX_BYTES`] (4 MiB) at the latest.
-//! Chunks average about 1 MiB. Because the cuts follow the content, bytes
-//! inserted into a big archive change the chunks around the insertion and
-//! leave the rest of the file's chunks (and their hashes) as they were: an
-//! update fetches a few MiB instead of the rest of the file. The sizes are
-//! measured choices (`docs/formats.md`): a minimum much larger than the
-//! mask's spacing scans fewer bytes but lets the cuts after an insertion
-//! drift for tens of MiB before they meet the old ones again.
+//! A file is cut where its content says ([`crate::cdc`] has the rule):
+//! never before [`CDC_MIN_BYTES`] (768 KiB) from the previous cut, right
+//! after the first marker past that (two given bytes whose 8 bytes before
+//! them pass a check; in text, which has no marker, a gear hash instead),
+//! about every [`CUT_SPACING_BYTES`] (256 KiB), and at [`CDC_MAX_BYTES`]
+//! (4 MiB) at the latest. Chunks average about 1 MiB. Because the cuts
+//! follow the content, bytes inserted into a big archive change the chunks
+//! around the insertion and leave the rest of the file's chunks (and their
+//! hashes) as they were: an update fetches a few MiB instead of the rest of
+//! the file. The sizes are measured choices (`docs/DECISIONS.md`, "Chunk
+//! boundaries"): a minimum much larger than the spacing of the cuts scans
+//! fewer bytes but lets the cuts after an insertion drift for tens of MiB
+//! before they meet the old ones again. Format 2 cut by a gear hash alone
+//! (FastCDC 2020); its search held a first scan at two thirds of `b3sum`.
 //!
 //! The chunk hashes are the only hashes: a file's identity
 //! ([`FileEntry::content_id`]) is derived from its chunk list, so no byte
@@ -30,7 +33,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::GameId;
-pub use crate::cdc::{CDC_MASK_BYTES, CDC_MAX_BYTES, CDC_MIN_BYTES, cut_points};
+pub use crate::cdc::{CDC_MAX_BYTES, CDC_MIN_BYTES, CUT_SPACING_BYTES, cut_points};
 pub use crate::hashing::{
     CachedFileHashes, HASH_WINDOW_BYTES, HashProgress, MAP_MIN_BYTES, MAP_WHEN_QUIET_FOR,
     MAX_HASH_THREADS, ManifestBuild, build_manifest, build_manifest_reporting, hash_file,
@@ -43,7 +46,7 @@ use crate::version::GameVersion;
 
 /// The manifest format: chunking and hashing rules. Part of the digest,
 /// and of every cached record, so hashes made under other rules never mix.
-pub const MANIFEST_FORMAT: u32 = 2;
+pub const MANIFEST_FORMAT: u32 = 3;
 /// Most files accepted in one manifest.
 pub const MAX_FILES: usize = 200_000;
 /// Largest game accepted (1 TiB): bounds the chunk list a peer can make us hold.

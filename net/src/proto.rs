@@ -18,10 +18,13 @@ use lanspread_core::download::{HaveMap, MAX_PIECE_CHUNKS};
 use lanspread_core::manifest::Manifest;
 use lanspread_core::{Blake3Hash, GameId, GameVersion};
 
-/// ALPN protocol id; bump the number for an incompatible wire change.
-pub const ALPN: &[u8] = b"lanspread/4";
+/// ALPN protocol id; bump the number for an incompatible wire change, and
+/// for a new manifest format (peers cutting chunks by other rules offer
+/// other manifests of the same files, and a vote among them would show
+/// honest peers as disagreeing). 5: manifest format 3.
+pub const ALPN: &[u8] = b"lanspread/5";
 /// The protocol version carried in hello, for display.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest request frame a server accepts (a piece of many small files
 /// names up to [`lanspread_core::download::MAX_PIECE_PATH_BYTES`] of paths).
