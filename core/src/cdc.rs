@@ -1,19 +1,22 @@
 //! Content-defined chunk cuts: where a file's chunks end (manifest format 3).
 //!
 //! A chunk starts where the previous one ended (or at the file's start) and
-//! ends at the first of these, each looked for from [`CDC_MIN_BYTES`] to
-//! [`CDC_MAX_BYTES`] past its start:
+//! ends at the first of these that exists:
 //!
-//! 1. right after a *marker*: the two bytes [`CUT_MARKER`] whose eight bytes
-//!    before them, read as a little-endian `u64` and multiplied by
-//!    [`CHECK_MULTIPLIER`], have their top [`CHECK_BITS`] bits zero. In
-//!    random bytes (compressed archives, textures, audio: most of a game) a
-//!    marker comes about every [`CUT_SPACING_BYTES`];
-//! 2. where no marker is in that stretch (text, tables of one repeated
-//!    byte): right after the first position whose gear hash of the 64 bytes
-//!    before it has its top [`GEAR_BITS`] bits zero (also about every
+//! 1. right after the first *marker* ending from [`CDC_MIN_BYTES`] to
+//!    [`CDC_MIN_BYTES`] + [`MARKER_REACH_BYTES`] past its start: the two
+//!    bytes [`CUT_MARKER`] whose eight bytes before them, read as a
+//!    little-endian `u64` and multiplied by [`CHECK_MULTIPLIER`], have their
+//!    top [`CHECK_BITS`] bits zero. In random bytes (compressed archives,
+//!    textures, audio: most of a game) a marker comes about every
+//!    [`CUT_SPACING_BYTES`], and one is within reach 98 % of the time;
+//! 2. where none is (text, tables of one repeated byte): right after the
+//!    first position from [`CDC_MIN_BYTES`] on whose gear hash of the 64
+//!    bytes before it has its top [`GEAR_BITS`] bits zero (also about every
 //!    [`CUT_SPACING_BYTES`] in varied bytes);
 //! 3. at [`CDC_MAX_BYTES`], or at the file's end.
+//!
+//! None is looked for past [`CDC_MAX_BYTES`] or the file's end.
 //!
 //! Whether a position is a cut depends on the few bytes before it only, so
 //! bytes inserted into a file change the chunks around the insertion and
@@ -51,6 +54,10 @@ pub const CUT_MARKER: [u8; 2] = [0x8f, 0xe1];
 pub const CHECK_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Bits of the check that must be zero.
 pub const CHECK_BITS: u32 = 2;
+/// How far past the minimum a marker is looked for: four spacings. Text
+/// has no marker; searching it to the maximum before the gear hash took
+/// longer than the gear hash.
+pub const MARKER_REACH_BYTES: u32 = 4 * CUT_SPACING_BYTES;
 /// Bits of the gear hash that must be zero where no marker is found.
 pub const GEAR_BITS: u32 = 18;
 /// Bytes a marker and its check cover.
@@ -108,7 +115,7 @@ fn cut(source: &[u8]) -> usize {
         return source.len();
     }
     let limit = source.len().min(CDC_MAX_BYTES as usize);
-    marker_cut(source, min, limit)
+    marker_cut(source, min, limit.min(min + MARKER_REACH_BYTES as usize))
         .or_else(|| gear_cut(source, min, limit))
         .unwrap_or(limit)
 }
@@ -137,22 +144,73 @@ fn gear_checks(hash: u64) -> bool {
     hash >> (64 - GEAR_BITS) == 0
 }
 
+/// One step of a gear hash: older bytes shift out, so after
+/// [`GEAR_MEMORY`] steps the hash is that of the last 64 bytes alone.
+#[inline(always)]
+fn roll(hash: u64, byte: u8, table: &[u64; 256]) -> u64 {
+    (hash << 1).wrapping_add(table[byte as usize])
+}
+
+/// The gear hash of the [`GEAR_MEMORY`] bytes before `end`.
+fn gear_hash(source: &[u8], end: usize, table: &[u64; 256]) -> u64 {
+    source[end - GEAR_MEMORY..end]
+        .iter()
+        .fold(0, |hash, &byte| roll(hash, byte, table))
+}
+
+/// Ends each of the four chains of [`gear_four`] covers.
+const STRETCH: usize = 4096;
+
 /// The first `end` in `min..=limit` whose gear hash of the
 /// [`GEAR_MEMORY`] bytes before it marks a cut.
 fn gear_cut(source: &[u8], min: usize, limit: usize) -> Option<usize> {
     let table = gear_table();
-    let roll = |hash: u64, byte: u8| (hash << 1).wrapping_add(table[byte as usize]);
-    // Older bytes are shifted out: the hash at `min` is the last 64 bytes'.
-    let mut hash = source[min - GEAR_MEMORY..min]
-        .iter()
-        .fold(0, |h, &b| roll(h, b));
-    if gear_checks(hash) {
-        return Some(min);
+    let mut before = min - 1;
+    while before + 4 * STRETCH <= limit {
+        if let Some(end) = gear_four(source, before, table) {
+            return Some(end);
+        }
+        before += 4 * STRETCH;
     }
-    for (end, &byte) in source[..limit].iter().enumerate().skip(min) {
-        hash = roll(hash, byte);
+    gear_one(source, before, limit, table)
+}
+
+/// The first `end` in `before + 1..=to` whose gear hash marks a cut, one
+/// byte after the other.
+fn gear_one(source: &[u8], before: usize, to: usize, table: &[u64; 256]) -> Option<usize> {
+    let mut hash = gear_hash(source, before, table);
+    for (step, &byte) in source[before..to].iter().enumerate() {
+        hash = roll(hash, byte, table);
         if gear_checks(hash) {
-            return Some(end + 1);
+            return Some(before + step + 1);
+        }
+    }
+    None
+}
+
+/// [`gear_one`] over `before + 1..=before + 4 * STRETCH` as four
+/// independent chains over neighbouring stretches (a single chain is one
+/// long dependency, a cycle and a half per byte): each starts from the
+/// hash of the 64 bytes before its stretch.
+fn gear_four(source: &[u8], before: usize, table: &[u64; 256]) -> Option<usize> {
+    let starts: [usize; 4] = std::array::from_fn(|lane| before + lane * STRETCH);
+    let mut hashes = starts.map(|start| gear_hash(source, start, table));
+    let block = &source[before..before + 4 * STRETCH];
+    let (a, rest) = block.split_at(STRETCH);
+    let (b, rest) = rest.split_at(STRETCH);
+    let (c, d) = rest.split_at(STRETCH);
+    let steps = a.iter().zip(b).zip(c.iter().zip(d));
+    for (step, ((&a, &b), (&c, &d))) in steps.enumerate() {
+        for (lane, byte) in [a, b, c, d].into_iter().enumerate() {
+            hashes[lane] = roll(hashes[lane], byte, table);
+        }
+        if hashes.iter().any(|&hash| gear_checks(hash)) {
+            // A lane before the first one cutting here may cut further on
+            // in its own stretch, which comes earlier in the file.
+            let lane = hashes.iter().position(|&hash| gear_checks(hash))?;
+            let earlier =
+                (0..lane).find_map(|e| gear_one(source, starts[e], starts[e] + STRETCH, table));
+            return earlier.or(Some(starts[lane] + step + 1));
         }
     }
     None
@@ -181,7 +239,8 @@ mod tests {
                 chunk.len()
             } else {
                 let limit = chunk.len().min(max);
-                let marker = (min..=limit).find(|&end| {
+                let reach = limit.min(min + MARKER_REACH_BYTES as usize);
+                let marker = (min..=reach).find(|&end| {
                     chunk[end - 2..end] == CUT_MARKER && {
                         let word = u64::from_le_bytes(chunk[end - 10..end - 2].try_into().unwrap());
                         word.wrapping_mul(CHECK_MULTIPLIER) >> (64 - CHECK_BITS) == 0
@@ -249,7 +308,7 @@ mod tests {
                 .all(|c| c.1 == max)
         );
         // Markers everywhere, most of them failing their check; and
-        // markers planted right at the minimum and the maximum.
+        // markers planted where a search begins and ends.
         let mut dense = random[..12 << 20].to_vec();
         for (index, pair) in dense.chunks_exact_mut(7).enumerate() {
             if index % 3 != 0 {
@@ -258,13 +317,18 @@ mod tests {
         }
         assert_eq!(cut_points(&dense, true), reference(&dense));
         let mut planted = text[..10 << 20].to_vec();
-        for end in [min, min + max, min + 2 * max + 1] {
+        let reach = MARKER_REACH_BYTES as usize;
+        // At the minimum, at the end of a marker's reach, one byte past it.
+        let past = 3 * min + 2 * reach + 1;
+        for end in [min, 2 * min + reach, past] {
             planted[end - 2..end].copy_from_slice(&CUT_MARKER);
             planted[end - 10..end - 2].fill(0);
         }
         let cuts = cut_points(&planted, true);
         assert_eq!(cuts, reference(&planted));
         assert_eq!(cuts[0], (0, min));
+        assert_eq!(cuts[1], (min, min + reach));
+        assert_ne!(cuts[2].0 + cuts[2].1, past);
         // In text, 64 bytes whose gear hash cuts, ending right at the
         // minimum (found by trying random text).
         let table = gear_table();
@@ -282,9 +346,16 @@ mod tests {
         };
         let mut planted = text[..3 << 20].to_vec();
         planted[min - GEAR_MEMORY..min].copy_from_slice(&block);
+        // The next chunk's search runs four chains over neighbouring
+        // stretches: the second chain meets a cut first, the first one's
+        // (later in its stretch) is earlier in the file.
+        let first = 2 * min + STRETCH - 50;
+        for end in [first, 2 * min + STRETCH + 100] {
+            planted[end - GEAR_MEMORY..end].copy_from_slice(&block);
+        }
         let cuts = cut_points(&planted, true);
         assert_eq!(cuts, reference(&planted));
-        assert_eq!(cuts[0], (0, min));
+        assert_eq!(cuts[..2], [(0, min), (min, first - min)]);
     }
 
     #[test]

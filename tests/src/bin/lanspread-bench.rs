@@ -379,66 +379,75 @@ fn main() {
     let files = make_game(&seed_games.join("ut2004"), total);
     std::fs::write(seed_games.join("ut2004/version.ini"), version.to_ini()).unwrap();
 
-    // Hashing: our manifest builder (fresh store each run) and b3sum; on
-    // files written an hour ago (mapped), then on just written ones (read).
-    let hash_runs = |label: &str| {
-        let mut speeds = Vec::new();
-        for _ in 0..runs {
-            let data = tempfile::tempdir().unwrap();
-            let store = Store::open(data.path()).unwrap();
-            let started = Instant::now();
-            let build = build_manifest(
-                &seed_games.join("ut2004"),
-                &GameId::parse("ut2004").unwrap(),
-                &GameVersion::parse(version.as_str()).unwrap(),
-                &store,
-            )
-            .unwrap();
-            let seconds = started.elapsed().as_secs_f64();
-            speeds.push(build.hashed_bytes as f64 / seconds / (1 << 20) as f64);
-        }
-        let speed = median(&mut speeds);
-        println!(
-            "hashing   lanspread manifest (content-defined chunks, all cores), {label}: {speed:8.0} MiB/s"
-        );
-        speed
+    // Hashing: our manifest builder (fresh store each run) on files just
+    // written (read) and written an hour ago (mapped), and b3sum on one
+    // and on all threads, one after the other in each run: the machine's
+    // speed drifts, so each ratio is taken within a run, then the median.
+    let build_speed = || {
+        let data = tempfile::tempdir().unwrap();
+        let store = Store::open(data.path()).unwrap();
+        let started = Instant::now();
+        let build = build_manifest(
+            &seed_games.join("ut2004"),
+            &GameId::parse("ut2004").unwrap(),
+            &GameVersion::parse(version.as_str()).unwrap(),
+            &store,
+        )
+        .unwrap();
+        build.hashed_bytes as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64
     };
-    set_written(&files, Duration::ZERO);
-    let fresh = hash_runs("files just written (read)");
-    set_written(&files, Duration::from_secs(3600));
-    let ours = hash_runs("files written an hour ago (mapped)");
+    let b3sum_speed = |threads: Option<&str>| {
+        let started = Instant::now();
+        let mut cmd = Command::new("b3sum");
+        if let Some(threads) = threads {
+            cmd.args(["--num-threads", threads]);
+        }
+        let status = cmd.args(&files).stdout(Stdio::null()).status().ok()?;
+        status
+            .success()
+            .then(|| total as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64)
+    };
+    let (mut fresh, mut ours, mut one, mut all) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
+        set_written(&files, Duration::ZERO);
+        fresh.push(build_speed());
+        set_written(&files, Duration::from_secs(3600));
+        ours.push(build_speed());
+        if let (Some(a), Some(b)) = (b3sum_speed(Some("1")), b3sum_speed(None)) {
+            one.push(a);
+            all.push(b);
+        }
+    }
+    let ratios = |ours: &[f64], b3sum: &[f64]| {
+        let mut ratios: Vec<f64> = ours.iter().zip(b3sum).map(|(a, b)| a / b).collect();
+        median(&mut ratios)
+    };
+    println!(
+        "hashing   lanspread manifest (content-defined chunks, all cores), files just written (read): {:8.0} MiB/s",
+        median(&mut fresh.clone())
+    );
+    println!(
+        "hashing   lanspread manifest (content-defined chunks, all cores), files written an hour ago (mapped): {:8.0} MiB/s",
+        median(&mut ours.clone())
+    );
     let mut b3sum_all_threads = None;
-    for threads in ["1", "0"] {
-        let mut speeds = Vec::new();
-        for _ in 0..runs {
-            let started = Instant::now();
-            let mut cmd = Command::new("b3sum");
-            if threads == "1" {
-                cmd.args(["--num-threads", "1"]);
-            }
-            let Ok(status) = cmd.args(&files).stdout(Stdio::null()).status() else {
-                break;
-            };
-            if status.success() {
-                speeds.push(total as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64);
-            }
+    if all.is_empty() {
+        println!("hashing   b3sum: not installed (cargo install b3sum)");
+    } else {
+        for (label, b3sum) in [("1 thread", &one), ("all threads", &all)] {
+            println!(
+                "hashing   b3sum ({label}): {:8.0} MiB/s   (lanspread / b3sum = {:.2}; just written {:.2}; runs {})",
+                median(&mut b3sum.clone()),
+                ratios(&ours, b3sum),
+                ratios(&fresh, b3sum),
+                ours.iter()
+                    .zip(b3sum.iter())
+                    .map(|(a, b)| format!("{:.2}", a / b))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
-        if speeds.is_empty() {
-            println!("hashing   b3sum: not installed (cargo install b3sum)");
-            break;
-        }
-        let label = if threads == "1" {
-            "1 thread"
-        } else {
-            b3sum_all_threads = Some(total as f64 / median(&mut speeds) / (1 << 20) as f64);
-            "all threads"
-        };
-        println!(
-            "hashing   b3sum ({label}): {:8.0} MiB/s   (lanspread / b3sum = {:.2}; just written {:.2})",
-            median(&mut speeds),
-            ours / median(&mut speeds),
-            fresh / median(&mut speeds)
-        );
+        b3sum_all_threads = Some(total as f64 / median(&mut all.clone()) / (1 << 20) as f64);
     }
 
     // 50,000 files of 4 KiB (200 MiB), on a seeder of their own.
