@@ -207,6 +207,12 @@ impl<'a> ProgressCounter<'a> {
 pub const MAX_HASH_THREADS: usize = 8;
 /// Bytes read from a file per step of hashing it.
 pub const HASH_WINDOW_BYTES: usize = 8 << 20;
+/// Bytes of a file mapped per step of hashing it (plus a chunk). Larger
+/// than a read window: a map holds no memory of its own (the pages are the
+/// page cache's), and the fewer steps a big file takes, the less time a
+/// core waits for the other to finish a step's last chunk (one 2 GiB file
+/// here: 0.74 of `b3sum` with 8 MiB, 0.83 with 32, 0.86 with 64).
+pub const MAP_WINDOW_BYTES: usize = 32 << 20;
 
 /// How many threads hash at once: one per core, at most
 /// [`MAX_HASH_THREADS`]. A download's piece checks use the same count.
@@ -365,7 +371,9 @@ fn hash_file_counting(
 
 /// [`hash_file_counting`] for a file of `len` bytes, through memory maps
 /// of one window at a time (what a window holds stays bounded, as when
-/// reading).
+/// reading). The cuts of the next window are searched while this one's
+/// chunks are hashed, so one big file keeps every core busy: two windows
+/// are mapped at once.
 fn hash_mapped(
     file: &std::fs::File,
     len: u64,
@@ -373,23 +381,33 @@ fn hash_mapped(
     progress: &ProgressCounter<'_>,
 ) -> Result<(u64, Vec<ChunkEntry>), ManifestError> {
     let io_err = io_error(path);
-    let full = (HASH_WINDOW_BYTES + CDC_MAX_BYTES as usize) as u64;
+    let full = (MAP_WINDOW_BYTES + CDC_MAX_BYTES as usize) as u64;
+    // The window from `at`, and its cuts.
+    let window_at = |at: u64| -> Result<(memmap2::Mmap, Vec<(usize, usize)>), ManifestError> {
+        let view = (len - at).min(full);
+        let window = crate::platform::map_read_only(file, at, view as usize).map_err(io_err)?;
+        let cuts = cut_points(&window, at + view == len);
+        Ok((window, cuts))
+    };
     let mut chunks = Vec::new();
     let mut done = 0u64;
-    while done < len {
+    let mut current = (len > 0).then(|| window_at(0)).transpose()?;
+    while let Some((window, cuts)) = current {
         if (progress.cancelled)() {
             return Err(ManifestError::Cancelled);
         }
-        let view = (len - done).min(full);
-        let at_end = done + view == len;
-        let window = crate::platform::map_read_only(file, done, view as usize).map_err(io_err)?;
-        let cuts = cut_points(&window, at_end);
-        chunks.extend(hash_chunks(&window, &cuts));
         // A window always holds a cut: it reaches the file's end, or is
         // longer than the longest chunk.
         let consumed: u64 = cuts.iter().map(|c| c.1 as u64).sum();
-        done += consumed;
+        let next_at = done + consumed;
+        let (hashed, next) = rayon::join(
+            || hash_chunks(&window, &cuts),
+            || (next_at < len).then(|| window_at(next_at)).transpose(),
+        );
+        chunks.extend(hashed);
+        done = next_at;
         progress.add_bytes(consumed);
+        current = next?;
     }
     Ok((done, chunks))
 }
@@ -568,7 +586,8 @@ mod tests {
     fn a_mapped_file_hashes_as_a_read_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.pak");
-        std::fs::write(&path, noise(3, 2 * HASH_WINDOW_BYTES + 777_777)).unwrap();
+        // Three map windows, eight read ones.
+        std::fs::write(&path, noise(3, 2 * MAP_WINDOW_BYTES + 777_777)).unwrap();
         assert!(
             !is_mapped(&std::fs::metadata(&path).unwrap()),
             "just written"
