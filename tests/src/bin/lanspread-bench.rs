@@ -47,23 +47,25 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Writes the game: four files of random content, `total` bytes in all.
-fn make_game(dir: &Path, total: u64) -> Vec<PathBuf> {
+/// Writes the game: `parts` files of random content, `total` bytes in all.
+fn make_game(dir: &Path, total: u64, parts: u64) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let mut block = vec![0u8; 8 << 20];
     let mut files = Vec::new();
-    for index in 0..4 {
+    for index in 0..parts {
         let path = dir.join(format!("data{index}.pak"));
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut left = total / 4;
+        let mut left = total / parts;
         while left > 0 {
             rng.fill_bytes(&mut block);
             let n = left.min(block.len() as u64) as usize;
             file.write_all(&block[..n]).unwrap();
             left -= n as u64;
         }
-        file.flush().unwrap();
+        // On the disk before anything times it: hashing a file whose pages
+        // the kernel is still writing back is slower than a game's.
+        file.into_inner().unwrap().sync_all().unwrap();
         files.push(path);
     }
     // A games folder's files were written long ago (hashed through memory
@@ -161,7 +163,7 @@ fn memory_by_game_size(bin: &Path, root: &Path, version: &GameVersion, runs: usi
     for gib in sizes {
         let prefix = format!("rss-{gib}-seed");
         let game = root.join(format!("{prefix}0/ut2004"));
-        make_game(&game, (gib * (1u64 << 30) as f64) as u64);
+        make_game(&game, (gib * (1u64 << 30) as f64) as u64, 4);
         std::fs::write(game.join("version.ini"), version.to_ini()).unwrap();
         let (seeders, _) = start_seeders(bin, root, &prefix, 4);
         let addrs: Vec<String> = seeders.iter().map(|(_, a)| a.clone()).collect();
@@ -376,19 +378,19 @@ fn main() {
         "lanspread bench: a {gib} GiB game (4 files of random bytes), {runs} runs per case, loopback"
     );
     let seed_games = root.path().join("seed0");
-    let files = make_game(&seed_games.join("ut2004"), total);
+    let files = make_game(&seed_games.join("ut2004"), total, 4);
     std::fs::write(seed_games.join("ut2004/version.ini"), version.to_ini()).unwrap();
 
     // Hashing: our manifest builder (fresh store each run) on files just
     // written (read) and written an hour ago (mapped), and b3sum on one
     // and on all threads, one after the other in each run: the machine's
     // speed drifts, so each ratio is taken within a run, then the median.
-    let build_speed = || {
+    let build_speed = |game: &Path| {
         let data = tempfile::tempdir().unwrap();
         let store = Store::open(data.path()).unwrap();
         let started = Instant::now();
         let build = build_manifest(
-            &seed_games.join("ut2004"),
+            game,
             &GameId::parse("ut2004").unwrap(),
             &GameVersion::parse(version.as_str()).unwrap(),
             &store,
@@ -396,13 +398,13 @@ fn main() {
         .unwrap();
         build.hashed_bytes as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64
     };
-    let b3sum_speed = |threads: Option<&str>| {
+    let b3sum_speed = |threads: Option<&str>, files: &[PathBuf]| {
         let started = Instant::now();
         let mut cmd = Command::new("b3sum");
         if let Some(threads) = threads {
             cmd.args(["--num-threads", threads]);
         }
-        let status = cmd.args(&files).stdout(Stdio::null()).status().ok()?;
+        let status = cmd.args(files).stdout(Stdio::null()).status().ok()?;
         status
             .success()
             .then(|| total as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64)
@@ -410,10 +412,10 @@ fn main() {
     let (mut fresh, mut ours, mut one, mut all) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
         set_written(&files, Duration::ZERO);
-        fresh.push(build_speed());
+        fresh.push(build_speed(&seed_games.join("ut2004")));
         set_written(&files, Duration::from_secs(3600));
-        ours.push(build_speed());
-        if let (Some(a), Some(b)) = (b3sum_speed(Some("1")), b3sum_speed(None)) {
+        ours.push(build_speed(&seed_games.join("ut2004")));
+        if let (Some(a), Some(b)) = (b3sum_speed(Some("1"), &files), b3sum_speed(None, &files)) {
             one.push(a);
             all.push(b);
         }
@@ -448,6 +450,30 @@ fn main() {
             );
         }
         b3sum_all_threads = Some(total as f64 / median(&mut all.clone()) / (1 << 20) as f64);
+    }
+    // One file of the game's size: a file's windows are hashed one after
+    // the other, its chunks in parallel.
+    {
+        let one = root.path().join("one");
+        let one_file = make_game(&one, total, 1);
+        let (mut ours, mut all) = (vec![], vec![]);
+        for _ in 0..runs {
+            ours.push(build_speed(&one));
+            if let Some(b3sum) = b3sum_speed(None, &one_file) {
+                all.push(b3sum);
+            }
+        }
+        let ours_median = median(&mut ours.clone());
+        if all.is_empty() {
+            println!("hashing   one file of {gib} GiB (mapped): {ours_median:8.0} MiB/s");
+        } else {
+            println!(
+                "hashing   one file of {gib} GiB (mapped): {ours_median:8.0} MiB/s; b3sum (all threads) {:.0} MiB/s (lanspread / b3sum = {:.2})",
+                median(&mut all.clone()),
+                ratios(&ours, &all)
+            );
+        }
+        std::fs::remove_dir_all(&one).unwrap();
     }
 
     // 50,000 files of 4 KiB (200 MiB), on a seeder of their own.
