@@ -64,6 +64,8 @@ pub const GEAR_BITS: u32 = 18;
 const MARKER_SPAN: usize = 8 + CUT_MARKER.len();
 /// A gear hash depends on this many of the last bytes only.
 const GEAR_MEMORY: usize = 64;
+/// Ends each of the four chains of [`gear_four`] covers.
+const STRETCH: usize = 4096;
 
 // A search from the minimum reads the bytes before it, inside the chunk.
 const _: () = assert!(MARKER_SPAN <= GEAR_MEMORY && GEAR_MEMORY <= CDC_MIN_BYTES as usize);
@@ -158,9 +160,6 @@ fn gear_hash(source: &[u8], end: usize, table: &[u64; 256]) -> u64 {
         .fold(0, |hash, &byte| roll(hash, byte, table))
 }
 
-/// Ends each of the four chains of [`gear_four`] covers.
-const STRETCH: usize = 4096;
-
 /// The first `end` in `min..=limit` whose gear hash of the
 /// [`GEAR_MEMORY`] bytes before it marks a cut.
 fn gear_cut(source: &[u8], min: usize, limit: usize) -> Option<usize> {
@@ -204,10 +203,16 @@ fn gear_four(source: &[u8], before: usize, table: &[u64; 256]) -> Option<usize> 
         for (lane, byte) in [a, b, c, d].into_iter().enumerate() {
             hashes[lane] = roll(hashes[lane], byte, table);
         }
-        if hashes.iter().any(|&hash| gear_checks(hash)) {
+        // All four tested at once (a cut is rare: no branch per lane).
+        if !hashes
+            .iter()
+            .fold(false, |hit, &hash| hit | gear_checks(hash))
+        {
+            continue;
+        }
+        if let Some(lane) = hashes.iter().position(|&hash| gear_checks(hash)) {
             // A lane before the first one cutting here may cut further on
             // in its own stretch, which comes earlier in the file.
-            let lane = hashes.iter().position(|&hash| gear_checks(hash))?;
             let earlier =
                 (0..lane).find_map(|e| gear_one(source, starts[e], starts[e] + STRETCH, table));
             return earlier.or(Some(starts[lane] + step + 1));
