@@ -586,7 +586,7 @@ mod tests {
     fn a_mapped_file_hashes_as_a_read_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.pak");
-        // Three map windows, eight read ones.
+        // Longer than two map windows (and many read ones).
         std::fs::write(&path, noise(3, 2 * MAP_WINDOW_BYTES + 777_777)).unwrap();
         assert!(
             !is_mapped(&std::fs::metadata(&path).unwrap()),

@@ -42,9 +42,10 @@ fn lanspread_bin() -> PathBuf {
     me.with_file_name(format!("lanspread{}", std::env::consts::EXE_SUFFIX))
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
 }
 
 /// Writes the game: `parts` files of random content, `total` bytes in all.
@@ -172,7 +173,7 @@ fn memory_by_game_size(bin: &Path, root: &Path, version: &GameVersion, runs: usi
         for _ in 0..runs {
             rss.push(download(bin, "ut2004", &addrs, &scratch).1);
         }
-        let peak = median(&mut rss);
+        let peak = median(&rss);
         println!(
             "memory    4 seeders, a {gib} GiB game: downloader peak RSS {peak:6.1} MiB (runs: {})",
             rss.iter()
@@ -421,16 +422,16 @@ fn main() {
         }
     }
     let ratios = |ours: &[f64], b3sum: &[f64]| {
-        let mut ratios: Vec<f64> = ours.iter().zip(b3sum).map(|(a, b)| a / b).collect();
-        median(&mut ratios)
+        let ratios: Vec<f64> = ours.iter().zip(b3sum).map(|(a, b)| a / b).collect();
+        median(&ratios)
     };
     println!(
         "hashing   lanspread manifest (content-defined chunks, all cores), files just written (read): {:8.0} MiB/s",
-        median(&mut fresh.clone())
+        median(&fresh)
     );
     println!(
         "hashing   lanspread manifest (content-defined chunks, all cores), files written an hour ago (mapped): {:8.0} MiB/s",
-        median(&mut ours.clone())
+        median(&ours)
     );
     let mut b3sum_all_threads = None;
     if all.is_empty() {
@@ -439,7 +440,7 @@ fn main() {
         for (label, b3sum) in [("1 thread", &one), ("all threads", &all)] {
             println!(
                 "hashing   b3sum ({label}): {:8.0} MiB/s   (lanspread / b3sum = {:.2}; just written {:.2}; runs {})",
-                median(&mut b3sum.clone()),
+                median(b3sum),
                 ratios(&ours, b3sum),
                 ratios(&fresh, b3sum),
                 ours.iter()
@@ -449,7 +450,7 @@ fn main() {
                     .join(", ")
             );
         }
-        b3sum_all_threads = Some(total as f64 / median(&mut all.clone()) / (1 << 20) as f64);
+        b3sum_all_threads = Some(total as f64 / median(&all) / (1 << 20) as f64);
     }
     // One file of the game's size: a file's windows are hashed one after
     // the other, its chunks in parallel.
@@ -463,13 +464,13 @@ fn main() {
                 all.push(b3sum);
             }
         }
-        let ours_median = median(&mut ours.clone());
+        let ours_median = median(&ours);
         if all.is_empty() {
             println!("hashing   one file of {gib} GiB (mapped): {ours_median:8.0} MiB/s");
         } else {
             println!(
                 "hashing   one file of {gib} GiB (mapped): {ours_median:8.0} MiB/s; b3sum (all threads) {:.0} MiB/s (lanspread / b3sum = {:.2})",
-                median(&mut all.clone()),
+                median(&all),
                 ratios(&ours, &all)
             );
         }
@@ -514,7 +515,7 @@ fn main() {
             goodput.push(speed);
             rss.push(peak);
         }
-        let (speed, peak) = (median(&mut goodput), median(&mut rss));
+        let (speed, peak) = (median(&goodput), median(&rss));
         println!(
             "download  {count} seeder{}: {speed:8.0} MiB/s goodput, downloader peak RSS {peak:6.1} MiB (runs: {})",
             if count == 1 { " " } else { "s" },
@@ -560,14 +561,14 @@ fn main() {
         before.push(number("start_seconds"));
         after.push(number("seconds") - number("start_seconds") - number("fetch_seconds"));
     }
-    let small = median(&mut goodput);
+    let small = median(&goodput);
     println!(
         "download  {small_files} files of 4 KiB, 1 seeder: {small:8.0} MiB/s goodput (small / big files = {:.2})",
         small / results[0]
     );
     println!(
         "          before the first chunk (manifest of {small_files} files, validation, vote, staging): {:.2} s; after the last (sync, swap): {:.2} s",
-        median(&mut before),
-        median(&mut after)
+        median(&before),
+        median(&after)
     );
 }
