@@ -227,15 +227,11 @@ mod tests {
     use rand::{Rng, RngCore, SeedableRng};
 
     /// The rule as written in the module's comment, one position at a
-    /// time: the definition the fast search must match.
+    /// time (the same checks of a marker and of a gear hash): the
+    /// definition the fast searches (`memchr`, four gear chains) must match.
     fn reference(data: &[u8]) -> Vec<(usize, usize)> {
         let (min, max) = (CDC_MIN_BYTES as usize, CDC_MAX_BYTES as usize);
         let table = gear_table();
-        let gear = |chunk: &[u8], end: usize| {
-            chunk[end - GEAR_MEMORY..end]
-                .iter()
-                .fold(0u64, |h, &b| (h << 1).wrapping_add(table[b as usize]))
-        };
         let mut cuts = Vec::new();
         let mut start = 0;
         while start < data.len() {
@@ -245,15 +241,11 @@ mod tests {
             } else {
                 let limit = chunk.len().min(max);
                 let reach = limit.min(min + MARKER_REACH_BYTES as usize);
-                let marker = (min..=reach).find(|&end| {
-                    chunk[end - 2..end] == CUT_MARKER && {
-                        let word = u64::from_le_bytes(chunk[end - 10..end - 2].try_into().unwrap());
-                        word.wrapping_mul(CHECK_MULTIPLIER) >> (64 - CHECK_BITS) == 0
-                    }
-                });
+                let marker = (min..=reach)
+                    .find(|&end| chunk[end - 2..end] == CUT_MARKER && marker_checks(chunk, end));
                 marker
                     .or_else(|| {
-                        (min..=limit).find(|&end| gear(chunk, end) >> (64 - GEAR_BITS) == 0)
+                        (min..=limit).find(|&end| gear_checks(gear_hash(chunk, end, table)))
                     })
                     .unwrap_or(limit)
             };
@@ -342,10 +334,7 @@ mod tests {
             let block: Vec<u8> = (0..GEAR_MEMORY)
                 .map(|_| b'a' + rng.random_range(0..26))
                 .collect();
-            let hash = block
-                .iter()
-                .fold(0u64, |h, &b| (h << 1).wrapping_add(table[b as usize]));
-            if gear_checks(hash) {
+            if gear_checks(gear_hash(&block, GEAR_MEMORY, table)) {
                 break block;
             }
         };

@@ -226,7 +226,10 @@ fn cold_start(bin: &Path, root: &Path, games: &Path, files: &[PathBuf]) {
     wait_announced(bin, &data);
     let ours = started.elapsed().as_secs_f64();
     drop(served);
-    match drop_page_cache().then(|| b3sum_seconds(files)).flatten() {
+    match drop_page_cache()
+        .then(|| b3sum_seconds(files, None))
+        .flatten()
+    {
         Some(b3sum) => println!(
             "start     from an empty page cache: offered after {ours:.2} s; b3sum on the same files from an empty cache: {b3sum:.2} s (b3sum / lanspread = {:.2})",
             b3sum / ours
@@ -236,15 +239,16 @@ fn cold_start(bin: &Path, root: &Path, games: &Path, files: &[PathBuf]) {
 }
 
 /// How long `b3sum` takes over `files` (in batches, so no command line
-/// outgrows the system's limit); None when it is not installed.
-fn b3sum_seconds(files: &[PathBuf]) -> Option<f64> {
+/// outgrows the system's limit), on `threads` or on all; None when it is
+/// not installed.
+fn b3sum_seconds(files: &[PathBuf], threads: Option<&str>) -> Option<f64> {
     let started = Instant::now();
     for batch in files.chunks(5_000) {
-        let status = Command::new("b3sum")
-            .args(batch)
-            .stdout(Stdio::null())
-            .status()
-            .ok()?;
+        let mut command = Command::new("b3sum");
+        if let Some(threads) = threads {
+            command.args(["--num-threads", threads]);
+        }
+        let status = command.args(batch).stdout(Stdio::null()).status().ok()?;
         if !status.success() {
             return None;
         }
@@ -400,15 +404,7 @@ fn main() {
         build.hashed_bytes as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64
     };
     let b3sum_speed = |threads: Option<&str>, files: &[PathBuf]| {
-        let started = Instant::now();
-        let mut cmd = Command::new("b3sum");
-        if let Some(threads) = threads {
-            cmd.args(["--num-threads", threads]);
-        }
-        let status = cmd.args(files).stdout(Stdio::null()).status().ok()?;
-        status
-            .success()
-            .then(|| total as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64)
+        b3sum_seconds(files, threads).map(|seconds| total as f64 / seconds / (1 << 20) as f64)
     };
     let (mut fresh, mut ours, mut one, mut all) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
